@@ -1,0 +1,57 @@
+"""Fixtures shared by the whole suite.
+
+The suite runs with 64-bit types enabled so that jopt can be compared with float64
+NumPy restatements of the equations at rtol 1e-10.  Tests that check float32 (or
+lower) behaviour build their arrays with an explicit dtype.
+"""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pytest
+
+jax.config.update("jax_enable_x64", True)
+
+
+def make_nested_tree(rng: np.random.Generator, dtype=np.float64):
+    """A tree of dicts, lists, tuples and scalars with leaves of mixed shapes."""
+
+    def leaf(*shape):
+        return np.asarray(rng.normal(size=shape), dtype=dtype)
+
+    return {
+        "dense": {"w": leaf(3, 4), "b": leaf(4)},
+        "stack": [leaf(2, 2, 3), (leaf(5), leaf())],
+        "scalar": leaf(),
+    }
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)
+
+
+@pytest.fixture
+def nested_tree(rng):
+    """Float64 nested parameters: dict / list / tuple / 0-d leaves."""
+    return make_nested_tree(rng)
+
+
+class TraceCounter:
+    """Counts how often a Python function is traced by ``jax.jit``."""
+
+    def __init__(self):
+        self.count = 0
+
+    def wrap(self, fn):
+        def counted(*args, **kwargs):
+            self.count += 1
+            return fn(*args, **kwargs)
+
+        return counted
+
+
+@pytest.fixture
+def trace_counter() -> TraceCounter:
+    return TraceCounter()
