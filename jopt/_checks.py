@@ -1,0 +1,64 @@
+"""Validation of hyperparameters at construction time.
+
+Each check raises a ``ValueError`` (or ``TypeError``) that names the argument and
+its value.  Values that are JAX tracers, i.e. hyperparameters injected under ``jit``,
+cannot be inspected and are let through.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any
+
+import jax
+import numpy as np
+
+
+def is_concrete(value: Any) -> bool:
+    """False for a JAX tracer, whose value is unknown until run time."""
+    return not isinstance(value, jax.core.Tracer)
+
+
+def _as_float(name: str, value: Any) -> float | None:
+    """The value as a Python float, ``None`` for tracers; TypeError for non-numbers."""
+    if not is_concrete(value):
+        return None
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be a number, got {value!r}")
+    if isinstance(value, numbers.Real):
+        return float(value)
+    if hasattr(value, "shape") and hasattr(value, "dtype"):
+        if np.shape(value) != ():
+            raise TypeError(f"{name} must be a scalar, got an array of shape {np.shape(value)}")
+        if not np.issubdtype(np.dtype(value.dtype), np.number) or np.iscomplexobj(value):
+            raise TypeError(f"{name} must be a real number, got dtype {value.dtype}")
+        return float(value)
+    raise TypeError(f"{name} must be a number, got {type(value).__name__} {value!r}")
+
+
+def is_static_zero(value: Any) -> bool:
+    """True when ``value`` is a concrete number equal to 0 (so a block can be left out)."""
+    return is_concrete(value) and not callable(value) and float(value) == 0.0
+
+
+def check_learning_rate(value: Any, name: str = "learning_rate") -> None:
+    """A learning rate is a non-negative number, a 0-d array, or a schedule."""
+    if callable(value):
+        return
+    number = _as_float(name, value)
+    if number is not None and (math.isnan(number) or number < 0):
+        raise ValueError(f"{name} must be a non-negative number, got {number!r}")
+
+
+def check_non_negative(value: Any, name: str) -> None:
+    number = _as_float(name, value)
+    if number is not None and not number >= 0:  # also catches NaN
+        raise ValueError(f"{name} must be >= 0, got {number!r}")
+
+
+def check_decay(value: Any, name: str) -> None:
+    """Decay rates (betas, rho, momentum decay) lie in [0, 1)."""
+    number = _as_float(name, value)
+    if number is not None and not 0.0 <= number < 1.0:
+        raise ValueError(f"{name} must be in [0, 1), got {number!r}")

@@ -1,0 +1,176 @@
+"""The core of jopt: the gradient-transformation type, chains, and applying updates.
+
+A *gradient transformation* is a pair of pure functions::
+
+    state = init(params)
+    updates, state = update(updates, state, params=None, **extra_args)
+
+``updates`` has the structure of ``params`` (usually it starts as the gradient),
+``state`` is a pytree of arrays.  Neither function has side effects, so both can be
+``jax.jit``-ed, ``jax.vmap``-ed and differentiated.  The pair is a ``NamedTuple`` of
+the same shape as optax's, which makes the two libraries interchangeable: optax,
+flax's ``TrainState`` and ``nnx.Optimizer`` accept jopt transformations, and
+:func:`chain` accepts optax's.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any, NamedTuple, Protocol
+
+import jax
+import jax.numpy as jnp
+
+from jopt import _tree
+
+PyTree = Any
+Params = PyTree
+Updates = PyTree
+OptState = PyTree
+Schedule = Callable[[jax.Array], jax.Array]
+"""A learning-rate (or hyperparameter) schedule: ``step -> value``."""
+ScalarOrSchedule = float | jax.Array | Schedule
+
+
+class TransformInitFn(Protocol):
+    def __call__(self, params: Params) -> OptState: ...
+
+
+class TransformUpdateFn(Protocol):
+    def __call__(
+        self, updates: Updates, state: OptState, params: Params | None = None, **extra_args: Any
+    ) -> tuple[Updates, OptState]: ...
+
+
+class GradientTransformation(NamedTuple):
+    """A pure ``(init, update)`` pair.
+
+    Attributes:
+      init: ``init(params) -> state``.
+      update: ``update(updates, state, params=None, **extra_args) -> (updates, state)``.
+        Keyword arguments it does not know are ignored.
+    """
+
+    init: TransformInitFn
+    update: TransformUpdateFn
+
+
+class EmptyState(NamedTuple):
+    """The state of a transformation that keeps none."""
+
+
+def _accepts_extra_args(update_fn: Callable) -> bool:
+    try:
+        parameters = inspect.signature(update_fn).parameters.values()
+    except (TypeError, ValueError):  # builtins and some C callables
+        return False
+    return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
+
+
+def _as_transformation(transform: Any, position: int) -> GradientTransformation:
+    init = getattr(transform, "init", None)
+    update = getattr(transform, "update", None)
+    if not (callable(init) and callable(update)):
+        raise TypeError(
+            f"chain: argument {position} must be a GradientTransformation with callable "
+            f"init and update, got {transform!r}"
+        )
+    if _accepts_extra_args(update):
+        return GradientTransformation(init, update)
+
+    # An optax-style update(updates, state, params=None) that knows no extra arguments.
+    def update_without_extra_args(updates, state, params=None, **extra_args):
+        del extra_args
+        return update(updates, state, params)
+
+    return GradientTransformation(init, update_without_extra_args)
+
+
+def chain(*transforms: GradientTransformation) -> GradientTransformation:
+    """Apply transformations one after the other.
+
+    ``chain(f, g).update`` computes ``g(f(updates))``; the state is the tuple of the
+    members' states, in order.  Members may be optax transformations.
+    """
+    members = tuple(_as_transformation(t, i) for i, t in enumerate(transforms))
+
+    def init(params):
+        return tuple(t.init(params) for t in members)
+
+    def update(updates, state, params=None, **extra_args):
+        if not isinstance(state, tuple) or len(state) != len(members):
+            raise ValueError(
+                f"chain of {len(members)} transformations got a state that is not a tuple "
+                f"of {len(members)} states: {type(state).__name__}"
+                + (f" of length {len(state)}" if isinstance(state, tuple) else "")
+            )
+        new_state = []
+        for member, member_state in zip(members, state):
+            updates, member_state = member.update(updates, member_state, params, **extra_args)
+            new_state.append(member_state)
+        return updates, tuple(new_state)
+
+    return GradientTransformation(init, update)
+
+
+def identity() -> GradientTransformation:
+    """The transformation that returns the updates unchanged."""
+
+    def init(params):
+        del params
+        return EmptyState()
+
+    def update(updates, state, params=None, **extra_args):
+        del params, extra_args
+        return updates, state
+
+    return GradientTransformation(init, update)
+
+
+def apply_updates(params: Params, updates: Updates) -> Params:
+    """Return ``params + updates``, leaf by leaf, each result in its parameter's dtype.
+
+    ``None`` parameters stay ``None``.  Integer and boolean parameters are returned
+    unchanged whatever their update is (``jax.grad(..., allow_int=True)`` gives them
+    ``float0`` gradients), so trees with step counters or masks can be trained as a
+    whole.
+    """
+
+    def apply(param, update):
+        if param is None:
+            return None
+        if update is None or not _tree.is_trainable(param):
+            return param
+        param = jnp.asarray(param)
+        return (param + update).astype(param.dtype)
+
+    return jax.tree.map(apply, params, updates, is_leaf=lambda x: x is None)
+
+
+def tree_get(tree: PyTree, name: str, default: Any = None) -> Any:
+    """The first field called ``name`` in a nested state, searching depth first.
+
+    ``tree_get(adam_state, "mu")`` finds Adam's first moment inside a chain's tuple of
+    states, wherever the optimizer put it.  Returns ``default`` if there is none.
+    """
+    if isinstance(tree, tuple) and hasattr(tree, "_fields"):
+        if name in tree._fields:
+            return getattr(tree, name)
+        children = tuple(tree)
+    elif isinstance(tree, dict):
+        if name in tree:
+            return tree[name]
+        children = tuple(tree.values())
+    elif isinstance(tree, (tuple, list)):
+        children = tuple(tree)
+    else:
+        return default
+    for child in children:
+        found = tree_get(child, name, _MISSING)
+        if found is not _MISSING:
+            return found
+    return default
+
+
+_MISSING = object()

@@ -1,0 +1,248 @@
+"""The optimizers of the lecture, each a short chain of building blocks.
+
+Every optimizer returns a :class:`~jopt.GradientTransformation`; apply its updates with
+:func:`jopt.apply_updates`.  Notation: θ parameters, g = ∇θ J the gradient, η the
+learning rate.  ``learning_rate`` is a number or a schedule ``step -> η``.
+``weight_decay`` λ is an L2 penalty added to the gradient, ``g ← g + λθ``, as in
+torch.optim (except :func:`adamw`, whose decay is decoupled).  Blocks whose
+hyperparameter is a literal zero are left out of the chain, so they cost nothing and
+keep no state.
+
+The state of an optimizer is the tuple of its blocks' states; find a field by name
+with :func:`jopt.tree_get`, e.g. ``tree_get(state, "mu")``.
+"""
+
+from __future__ import annotations
+
+from jopt import _checks
+from jopt._core import GradientTransformation, ScalarOrSchedule, chain
+from jopt.transforms import (
+    add_decayed_weights,
+    scale_by_adadelta,
+    scale_by_adam,
+    scale_by_adamax,
+    scale_by_learning_rate,
+    scale_by_rms,
+    scale_by_rss,
+    trace,
+)
+
+
+def _optional(block_factory, value, *args, **kwargs) -> list[GradientTransformation]:
+    """``[block_factory(value, ...)]``, or ``[]`` when ``value`` is a literal zero."""
+    if _checks.is_static_zero(value):
+        return []
+    return [block_factory(value, *args, **kwargs)]
+
+
+def _l2(weight_decay) -> list[GradientTransformation]:
+    _checks.check_non_negative(weight_decay, "weight_decay")
+    return _optional(add_decayed_weights, weight_decay)
+
+
+def _momentum_block(momentum, nesterov: bool = False) -> list[GradientTransformation]:
+    _checks.check_non_negative(momentum, "momentum")
+    if nesterov and _checks.is_static_zero(momentum):
+        raise ValueError(f"nesterov=True needs momentum > 0, got momentum={momentum!r}")
+    return _optional(trace, momentum, nesterov=nesterov)
+
+
+def sgd(
+    learning_rate: ScalarOrSchedule = 1e-3,
+    momentum: float = 0.0,
+    nesterov: bool = False,
+    weight_decay: float = 0.0,
+) -> GradientTransformation:
+    """Stochastic gradient descent: ``θ ← θ − η·∇θ J(θ; x⁽ⁱ:ⁱ⁺ⁿ⁾)``.
+
+    Batch, stochastic and mini-batch gradient descent differ only in the data the
+    gradient is taken on; the rule is the same.  ``momentum > 0`` gives
+    :func:`momentum` (heavy ball), adding ``nesterov=True`` gives :func:`nesterov`.
+
+    Chain: ``[add_decayed_weights(λ)] → [trace(momentum, nesterov)] → −η``.
+    Shapes: every state leaf has its parameter's shape.
+    """
+    return chain(
+        *_l2(weight_decay),
+        *_momentum_block(momentum, nesterov),
+        scale_by_learning_rate(learning_rate),
+    )
+
+
+def momentum(
+    learning_rate: ScalarOrSchedule = 1e-3, momentum: float = 0.9, weight_decay: float = 0.0
+) -> GradientTransformation:
+    """Momentum (Polyak, 1964): ``v ← γ·v + g``, ``θ ← θ − η·v``.
+
+    The lecture writes ``vₜ = γ·vₜ₋₁ + η·∇θJ``, ``θ ← θ − vₜ``: the same path for a
+    constant η (its v is η times this one), and the torch/optax convention here keeps
+    η out of the buffer so that a schedule changes the step at once.
+    Default γ = 0.9, the lecture's.  State: ``TraceState.trace`` (torch's
+    ``momentum_buffer``).
+    """
+    return sgd(learning_rate, momentum=momentum, weight_decay=weight_decay)
+
+
+def nesterov(
+    learning_rate: ScalarOrSchedule = 1e-3, momentum: float = 0.9, weight_decay: float = 0.0
+) -> GradientTransformation:
+    """Nesterov's accelerated gradient (Nesterov, 1983; Sutskever et al., 2013).
+
+    The lecture's NAG takes the gradient at the look-ahead point::
+
+        vₜ = γ·vₜ₋₁ + η·∇J(θ − γ·vₜ₋₁),   θ ← θ − vₜ.
+
+    jopt's parameters are that look-ahead point ``φ = θ − γ·v`` itself, so the
+    gradient is taken where the parameters are, and the rule becomes::
+
+        buf ← γ·buf + g,   φ ← φ − η·(g + γ·buf)
+
+    with ``buf = v/η``.  This is the form torch and optax use; the two recursions give
+    the same sequence of look-ahead points (tested step by step on a quadratic).
+    """
+    return sgd(learning_rate, momentum=momentum, nesterov=True, weight_decay=weight_decay)
+
+
+def adagrad(
+    learning_rate: ScalarOrSchedule = 1e-2,
+    initial_accumulator_value: float = 0.0,
+    eps: float = 1e-10,
+    eps_root: float = 0.0,
+    weight_decay: float = 0.0,
+) -> GradientTransformation:
+    """Adagrad (Duchi, Hazan & Singer, 2011).
+
+    ``Gₜ,ᵢᵢ = Σ_τ≤t gτ,ᵢ²`` and ``θₜ₊₁,ᵢ = θₜ,ᵢ − η / (√(Gₜ,ᵢᵢ + eps_root) + eps) · gₜ,ᵢ``.
+
+    Rarely updated parameters keep a small G and take larger steps; the price is a
+    step size that decays forever.  torch's defaults (η = 0.01, ε = 1e-10 outside the
+    root); the lecture's ``η / √(G + ε)`` is ``eps=0, eps_root=ε``.
+    State: ``ScaleByRssState.sum_of_squares`` (torch's ``sum``), G's diagonal.
+    """
+    return chain(
+        *_l2(weight_decay),
+        scale_by_rss(initial_accumulator_value, eps, eps_root),
+        scale_by_learning_rate(learning_rate),
+    )
+
+
+def adadelta(
+    learning_rate: ScalarOrSchedule = 1.0,
+    rho: float = 0.9,
+    eps: float = 1e-6,
+    weight_decay: float = 0.0,
+) -> GradientTransformation:
+    """Adadelta (Zeiler, 2012), the lecture's unit-correct second form.
+
+    ``E[g²]ₜ = ρ·E[g²]ₜ₋₁ + (1 − ρ)·gₜ²``,
+    ``Δθₜ = −RMS[Δθ]ₜ₋₁ / RMS[g]ₜ · gₜ`` with ``RMS[x] = √(E[x²] + ε)``,
+    ``E[Δθ²]ₜ = ρ·E[Δθ²]ₜ₋₁ + (1 − ρ)·Δθₜ²``, ``θₜ₊₁ = θₜ + η·Δθₜ``.
+
+    ``learning_rate`` is only a multiplier, 1.0 (the paper's rule) by default, and is
+    never needed to make progress: the step always descends.  (optax's ``adadelta()``
+    with its default ``learning_rate=None`` ascends.)  ε sits inside the root, as in
+    the paper and torch.  State: ``ScaleByAdadeltaState`` (``grad_sq_avg``: torch
+    ``square_avg``; ``delta_sq_avg``: ``acc_delta``).
+    """
+    return chain(
+        *_l2(weight_decay),
+        scale_by_adadelta(rho, eps),
+        scale_by_learning_rate(learning_rate),
+    )
+
+
+def rmsprop(
+    learning_rate: ScalarOrSchedule = 1e-3,
+    decay: float = 0.9,
+    eps: float = 1e-8,
+    eps_root: float = 0.0,
+    centered: bool = False,
+    momentum: float = 0.0,
+    weight_decay: float = 0.0,
+) -> GradientTransformation:
+    """RMSprop (Tieleman & Hinton, 2012, lecture 6e).
+
+    ``E[g²]ₜ = γ·E[g²]ₜ₋₁ + (1 − γ)·gₜ²``, ``θₜ₊₁ = θₜ − η / (√(E[g²]ₜ + eps_root) + eps) · gₜ``.
+
+    The lecture's γ = 0.9, η = 0.001 are the defaults (torch's are γ = α = 0.99,
+    η = 0.01).  The lecture's ``η / √(E[g²] + ε)`` is ``eps=0, eps_root=ε``.
+    ``centered=True`` divides by the variance estimate ``E[g²] − E[g]²``.
+    ``momentum`` μ > 0 keeps η outside the buffer, as torch does:
+    ``buf ← μ·buf + g / √(…)``, ``θ ← θ − η·buf``.
+    """
+    return chain(
+        *_l2(weight_decay),
+        scale_by_rms(decay, eps, eps_root, centered),
+        *_momentum_block(momentum),
+        scale_by_learning_rate(learning_rate),
+    )
+
+
+def adam(
+    learning_rate: ScalarOrSchedule = 1e-3,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    eps_root: float = 0.0,
+    amsgrad: bool = False,
+    weight_decay: float = 0.0,
+) -> GradientTransformation:
+    """Adam (Kingma & Ba, 2015): momentum on g and RMSprop on g², both bias-corrected.
+
+    ``mₜ = β₁·mₜ₋₁ + (1 − β₁)·gₜ``, ``vₜ = β₂·vₜ₋₁ + (1 − β₂)·gₜ²``,
+    ``m̂ₜ = mₜ / (1 − β₁ᵗ)``, ``v̂ₜ = vₜ / (1 − β₂ᵗ)``,
+    ``θₜ₊₁ = θₜ − η·m̂ₜ / (√(v̂ₜ + eps_root) + eps)``.
+
+    The lecture writes ``η / √(v̂ + ε)``: that is ``eps=0, eps_root=ε``.
+    ``amsgrad=True`` uses ``max`` over time of vₜ (torch's order: max, then bias
+    correction).  State: ``ScaleByAdamState`` (``mu``: torch ``exp_avg``, ``nu``:
+    ``exp_avg_sq``, ``count``: t).
+    """
+    return chain(
+        *_l2(weight_decay),
+        scale_by_adam(b1, b2, eps, eps_root, amsgrad),
+        scale_by_learning_rate(learning_rate),
+    )
+
+
+def adamw(
+    learning_rate: ScalarOrSchedule = 1e-3,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    weight_decay: float = 1e-2,
+) -> GradientTransformation:
+    """AdamW (Loshchilov & Hutter, 2019): Adam with decoupled weight decay.
+
+    ``θₜ₊₁ = θₜ − η·(m̂ₜ / (√v̂ₜ + eps) + λ·θₜ)``: the decay bypasses the adaptive
+    scaling, unlike :func:`adam`'s L2 ``weight_decay``.  Matches
+    ``torch.optim.AdamW`` (whose default λ is also 0.01).
+    """
+    _checks.check_non_negative(weight_decay, "weight_decay")
+    return chain(
+        scale_by_adam(b1, b2, eps),
+        *_optional(add_decayed_weights, weight_decay),
+        scale_by_learning_rate(learning_rate),
+    )
+
+
+def adamax(
+    learning_rate: ScalarOrSchedule = 2e-3,
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    weight_decay: float = 0.0,
+) -> GradientTransformation:
+    """Adamax (Kingma & Ba, 2015, §7.1): Adam with the infinity norm in place of √v.
+
+    ``mₜ = β₁·mₜ₋₁ + (1 − β₁)·gₜ``, ``uₜ = max(β₂·uₜ₋₁, |gₜ| + eps)``,
+    ``θₜ₊₁ = θₜ − η / (1 − β₁ᵗ) · mₜ / uₜ``.
+
+    No bias correction is needed for u.  Defaults are the paper's (η = 0.002).
+    State: ``ScaleByAdamaxState`` (``mu``: torch ``exp_avg``, ``nu``: ``exp_inf``).
+    """
+    return chain(
+        *_l2(weight_decay),
+        scale_by_adamax(b1, b2, eps),
+        scale_by_learning_rate(learning_rate),
+    )
