@@ -38,8 +38,13 @@ def _as_float(name: str, value: Any) -> float | None:
 
 
 def is_static_zero(value: Any) -> bool:
-    """True when ``value`` is a concrete number equal to 0 (so a block can be left out)."""
-    return is_concrete(value) and not callable(value) and float(value) == 0.0
+    """True when ``value`` is a Python number equal to 0, so a block can be left out.
+
+    Arrays never count, even a concrete ``jnp.array(0.0)``: hyperparameters injected
+    as arrays (see ``inject_hyperparams``) must give the same chain, and so the same
+    state structure, at ``init`` (concrete) and at ``update`` (traced).
+    """
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and value == 0
 
 
 def check_learning_rate(value: Any, name: str = "learning_rate") -> None:
