@@ -1,0 +1,656 @@
+"""Numerical parity of jopt with torch.optim (golden files) and with optax (live).
+
+torch.optim
+    ``tools/make_golden.py`` trained a small float64 network with torch and wrote the
+    trajectory to ``tests/golden/*.json``.  Here jopt replays each trajectory in closed
+    loop (its own ``jax.grad`` of the same loss, at its own parameters) and must stay
+    within 1e-10 relative of torch's parameters and optimizer state at every recorded
+    step.  torch is not needed: only the JSON files are read.
+
+optax
+    Where optax implements the same formula, jopt and optax are run side by side on
+    nested trees and must agree to rounding.  Where they differ by design (adagrad,
+    rmsprop, adadelta's ``learning_rate=None``, amsgrad), a test pins the difference:
+    jopt equals optax under the hyperparameter mapping of ``docs/porting.md``, and
+    optax's own rule is restated so that a change on either side is noticed.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import jopt
+
+GOLDEN_DIR = Path(__file__).parent / "golden"
+GOLDEN_RTOL = 1e-10
+
+# The configurations tools/make_golden.py writes; a missing or extra file fails.
+GOLDEN_NAMES = (
+    "sgd_plain",
+    "sgd_momentum",
+    "sgd_nesterov",
+    "sgd_weight_decay",
+    "sgd_nesterov_weight_decay",
+    "adagrad",
+    "adagrad_lr_decay",
+    "adadelta",
+    "rmsprop_plain",
+    "rmsprop_centered",
+    "rmsprop_momentum",
+    "rmsprop_weight_decay",
+    "rmsprop_centered_momentum",
+    "adam_plain",
+    "adam_amsgrad",
+    "adam_weight_decay",
+    "adamw",
+    "adamax",
+    "sgd_momentum_steplr",
+    "adam_cosine",
+)
+# The configurations with a torch LR scheduler (issue 6).
+SCHEDULED = ("sgd_momentum_steplr", "adam_cosine")
+
+
+# --- golden files ----------------------------------------------------------------------
+
+
+def _decode(value):
+    """JSON ``{"shape", "data"}`` objects become float64 arrays, recursively."""
+    if isinstance(value, dict):
+        if set(value) == {"shape", "data"}:
+            return np.asarray(value["data"], dtype=np.float64).reshape(value["shape"])
+        return {k: _decode(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_decode(v) for v in value]
+    return value
+
+
+@cache
+def _read(path: Path) -> str:
+    return path.read_text()
+
+
+def load_golden(name: str) -> dict:
+    """Read ``tests/golden/<name>.json`` with every array as a float64 ndarray.
+
+    ``data``, ``initial_params``, and each checkpoint's ``params`` and per-parameter
+    ``state`` entries are arrays (``step`` stays an int); ``lr_history`` and
+    ``loss_history`` become 1-d arrays indexed by step − 1.
+    """
+    record = _decode(json.loads(_read(GOLDEN_DIR / f"{name}.json")))
+    record["lr_history"] = np.asarray(record["lr_history"], dtype=np.float64)
+    record["loss_history"] = np.asarray(record["loss_history"], dtype=np.float64)
+    return record
+
+
+def mlp_tanh_v1_loss(params, x, y):
+    """``mean((tanh(x @ W1 + b1) @ w2 + b2 - y) ** 2)``, the loss of tag ``mlp_tanh_v1``."""
+    hidden = jnp.tanh(x @ params["W1"] + params["b1"])
+    pred = hidden @ params["w2"] + params["b2"]
+    return jnp.mean((pred - y) ** 2)
+
+
+LOSSES = {"mlp_tanh_v1": mlp_tanh_v1_loss}
+
+
+def golden_loss(record: dict):
+    """The record's loss as a function of the parameters alone."""
+    loss = LOSSES[record["model"]]
+    x, y = jnp.asarray(record["data"]["x"]), jnp.asarray(record["data"]["y"])
+    return lambda params: loss(params, x, y)
+
+
+# --- torch configuration -> jopt call ----------------------------------------------------
+
+
+def torch_schedule(record: dict):
+    """The learning rate as jopt sees it: a number, or ``count -> lr`` for torch's
+    ``lr_decay`` and LR schedulers (``count`` = updates applied before this one)."""
+    hp, sched = record["hyperparameters"], record["scheduler"]
+    lr = hp["lr"]
+    if record["optimizer"] == "Adagrad" and hp.get("lr_decay", 0.0):
+        if sched is not None:
+            raise NotImplementedError("lr_decay together with a scheduler")
+        return lambda count: lr / (1 + count * hp["lr_decay"])
+    if sched is None:
+        return lr
+    kw = sched["kwargs"]
+    if sched["name"] == "StepLR":
+        return lambda count: lr * kw["gamma"] ** (count // kw["step_size"])
+    if sched["name"] == "CosineAnnealingLR":
+        lo, period = kw["eta_min"], kw["T_max"]
+        return lambda count: lo + (lr - lo) * (1 + jnp.cos(jnp.pi * count / period)) / 2
+    raise NotImplementedError(f"scheduler {sched['name']}")
+
+
+def jopt_from_torch(record: dict, alias: str | None = None, **override):
+    """The jopt optimizer that ``docs/porting.md`` maps the record's torch call to.
+
+    ``alias`` picks ``jopt.momentum`` / ``jopt.nesterov`` for SGD; ``override``
+    replaces jopt arguments (used to show that a wrong mapping is caught).
+    """
+    name, hp = record["optimizer"], dict(record["hyperparameters"])
+    if record["foreach"] is not False:
+        raise ValueError("golden files are recorded with foreach=False")
+    lr = torch_schedule(record)
+    hp.pop("lr")
+    hp.pop("lr_decay", None)
+    if "betas" in hp:
+        hp["b1"], hp["b2"] = hp.pop("betas")
+    if name == "SGD":
+        if alias is not None:
+            kwargs = {"momentum": hp.pop("momentum"), "weight_decay": hp.pop("weight_decay", 0.0)}
+            expect_nesterov = alias == "nesterov"
+            if hp.pop("nesterov", False) != expect_nesterov:
+                raise ValueError(f"alias {alias} does not fit {record['name']}")
+            factory = getattr(jopt, alias)
+        else:
+            kwargs = {k: hp.pop(k) for k in ("momentum", "nesterov", "weight_decay") if k in hp}
+            factory = jopt.sgd
+    elif name == "Adagrad":
+        keys = ("initial_accumulator_value", "eps", "weight_decay")
+        kwargs, factory = {k: hp.pop(k) for k in keys if k in hp}, jopt.adagrad
+    elif name == "Adadelta":
+        keys = ("rho", "eps", "weight_decay")
+        kwargs, factory = {k: hp.pop(k) for k in keys if k in hp}, jopt.adadelta
+    elif name == "RMSprop":
+        kwargs = {"decay": hp.pop("alpha")}
+        keys = ("eps", "centered", "momentum", "weight_decay")
+        kwargs.update({k: hp.pop(k) for k in keys if k in hp})
+        factory = jopt.rmsprop
+    elif name in ("Adam", "AdamW", "Adamax"):
+        keys = ("b1", "b2", "eps", "weight_decay") + (("amsgrad",) if name == "Adam" else ())
+        kwargs = {k: hp.pop(k) for k in keys if k in hp}
+        factory = {"Adam": jopt.adam, "AdamW": jopt.adamw, "Adamax": jopt.adamax}[name]
+    else:
+        raise NotImplementedError(f"torch.optim.{name}")
+    if hp:
+        raise NotImplementedError(f"unmapped torch arguments for {name}: {sorted(hp)}")
+    kwargs.update(override)
+    return factory(learning_rate=lr, **kwargs)
+
+
+# torch state name -> jopt state field, per torch optimizer.  None: torch keeps it,
+# jopt has no counterpart (a step counter jopt does not need).
+STATE_FIELDS = {
+    "SGD": {"momentum_buffer": "trace"},
+    "Adagrad": {"sum": "sum_of_squares", "step": None},
+    "Adadelta": {"square_avg": "grad_sq_avg", "acc_delta": "delta_sq_avg", "step": None},
+    "RMSprop": {"square_avg": "nu", "grad_avg": "mu", "momentum_buffer": "trace", "step": None},
+    "Adam": {"exp_avg": "mu", "exp_avg_sq": "nu", "max_exp_avg_sq": "nu_max", "step": "count"},
+    "AdamW": {"exp_avg": "mu", "exp_avg_sq": "nu", "max_exp_avg_sq": "nu_max", "step": "count"},
+    "Adamax": {"exp_avg": "mu", "exp_inf": "nu", "step": "count"},
+}
+
+
+def _relative_error(actual, expected) -> float:
+    actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
+    diff = np.abs(actual - expected)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel = np.where(diff == 0, 0.0, diff / np.abs(expected))
+    rel = np.where(np.isnan(rel), np.inf, rel)  # a NaN must never pass
+    return float(rel.max(initial=0.0))
+
+
+def replay(record: dict, optimizer) -> dict[str, float]:
+    """Run ``optimizer`` in closed loop on the record's problem.
+
+    Returns the largest relative error against torch, per compared quantity
+    (``loss``, ``params/<p>``, ``<torch state name>``), over all recorded steps.
+    A torch state entry with no jopt field in ``STATE_FIELDS`` raises ``KeyError``; a
+    mapped field that jopt's state lacks counts as an infinite error.
+    """
+    loss_fn = golden_loss(record)
+    fields = STATE_FIELDS[record["optimizer"]]
+    params = {k: jnp.asarray(v) for k, v in record["initial_params"].items()}
+    state = optimizer.init(params)
+
+    @jax.jit
+    def step(params, state):
+        loss, grads = jax.value_and_grad(loss_fn)(params)
+        updates, state = optimizer.update(grads, state, params)
+        return jopt.apply_updates(params, updates), state, loss
+
+    checkpoints = {c["step"]: c for c in record["checkpoints"]}
+    errors: dict[str, float] = {}
+
+    def note(key, actual, expected):
+        errors[key] = max(errors.get(key, 0.0), _relative_error(actual, expected))
+
+    for t in range(1, record["num_steps"] + 1):
+        params, state, loss = step(params, state)
+        note("loss", loss, record["loss_history"][t - 1])
+        if t not in checkpoints:
+            continue
+        point = checkpoints[t]
+        for k, expected in point["params"].items():
+            note(f"params/{k}", params[k], expected)
+        for k, entries in point["state"].items():
+            for torch_name, expected in entries.items():
+                if torch_name not in fields:
+                    raise KeyError(f"no jopt field for torch state {torch_name!r}")
+                field = fields[torch_name]
+                if field is None:
+                    continue
+                value = jopt.tree_get(state, field)
+                if value is None:  # jopt keeps no such moment: as wrong as can be
+                    note(torch_name, np.inf, expected)
+                    continue
+                if torch_name == "step":
+                    assert int(value) == expected, f"count {int(value)} != torch step {expected}"
+                    continue
+                note(torch_name, value[k], expected)
+    return errors
+
+
+# --- golden-file tests --------------------------------------------------------------------
+
+
+def test_golden_files_are_the_listed_configurations():
+    assert sorted(p.stem for p in GOLDEN_DIR.glob("*.json")) == sorted(GOLDEN_NAMES)
+
+
+@pytest.mark.parametrize("name", GOLDEN_NAMES)
+def test_golden_file_is_self_describing(name):
+    record = load_golden(name)
+    assert record["name"] == name
+    assert record["model"] in LOSSES
+    assert record["torch_version"]
+    assert record["foreach"] is False
+    assert (record["scheduler"] is not None) == (name in SCHEDULED)
+    assert record["param_order"] == list(record["initial_params"])
+    steps = [c["step"] for c in record["checkpoints"]]
+    assert steps == sorted(steps) and steps[-1] == record["num_steps"]
+    assert record["lr_history"].shape == record["loss_history"].shape == (record["num_steps"],)
+    shapes = {k: v.shape for k, v in record["initial_params"].items()}
+    assert () in shapes.values(), "a 0-d parameter is part of the problem"
+    for point in record["checkpoints"]:
+        assert {k: v.shape for k, v in point["params"].items()} == shapes
+        for k, entries in point["state"].items():
+            for torch_name, value in entries.items():
+                if torch_name != "step":
+                    assert value.shape == shapes[k], (k, torch_name)
+
+
+@pytest.mark.parametrize("name", GOLDEN_NAMES)
+def test_jax_loss_restates_torch_loss(name):
+    record = load_golden(name)
+    loss_fn = golden_loss(record)
+    np.testing.assert_allclose(
+        loss_fn(record["initial_params"]), record["loss_history"][0], rtol=1e-13
+    )
+    # The restatement holds away from the initial point too.
+    for point in record["checkpoints"]:
+        if point["step"] < record["num_steps"]:
+            np.testing.assert_allclose(
+                loss_fn(point["params"]), record["loss_history"][point["step"]], rtol=1e-13
+            )
+
+
+REPLAYS = [(name, None) for name in GOLDEN_NAMES] + [
+    ("sgd_momentum", "momentum"),
+    ("sgd_nesterov", "nesterov"),
+    ("sgd_nesterov_weight_decay", "nesterov"),
+]
+
+
+@pytest.mark.parametrize(
+    "name, alias", REPLAYS, ids=[n if a is None else f"{n}-{a}" for n, a in REPLAYS]
+)
+def test_golden_replay_matches_torch(name, alias):
+    record = load_golden(name)
+    errors = replay(record, jopt_from_torch(record, alias))
+    worst = {k: v for k, v in errors.items() if v > GOLDEN_RTOL}
+    assert not worst, f"relative error above {GOLDEN_RTOL:g}: {worst}"
+    # Every state entry torch keeps (except a step counter jopt does not need) was
+    # compared, so a missing moment cannot pass silently.
+    torch_names = set(record["checkpoints"][-1]["state"]["W1"])
+    fields = STATE_FIELDS[record["optimizer"]]
+    assert {n for n in torch_names if fields[n] not in (None, "count")} <= set(errors)
+
+
+# Each trap of docs/porting.md, applied to a golden configuration, must be caught.
+WRONG_MAPPINGS = [
+    ("adam_amsgrad", {"amsgrad": False}),
+    ("rmsprop_plain", {"eps": 0.0, "eps_root": 1e-6}),  # eps inside the root
+    ("adagrad", {"eps": 0.0, "eps_root": 1e-3}),  # eps inside the root
+    ("adagrad", {"initial_accumulator_value": 0.0}),
+    ("rmsprop_centered", {"centered": False}),
+    ("sgd_nesterov", {"nesterov": False}),
+    ("adam_weight_decay", {"weight_decay": 0.0}),
+]
+
+
+@pytest.mark.parametrize("name, override", WRONG_MAPPINGS)
+def test_golden_replay_catches_a_wrong_mapping(name, override):
+    record = load_golden(name)
+    errors = replay(record, jopt_from_torch(record, **override))
+    assert max(errors.values()) > 1e-6
+
+
+def test_golden_replay_catches_l2_in_place_of_decoupled_decay():
+    record = load_golden("adamw")
+    hp = record["hyperparameters"]
+    b1, b2 = hp["betas"]
+    coupled = jopt.adam(hp["lr"], b1, b2, hp["eps"], weight_decay=hp["weight_decay"])
+    assert max(replay(record, coupled).values()) > 1e-6
+
+
+@pytest.mark.parametrize("name", SCHEDULED)
+def test_schedule_restates_torch_scheduler(name):
+    """The closed form used in the replay gives the learning rate torch used at every
+    step, with step t (1-based) seeing ``schedule(t - 1)``."""
+    record = load_golden(name)
+    schedule = torch_schedule(record)
+    got = np.array([schedule(jnp.asarray(t, jnp.int32)) for t in range(record["num_steps"])])
+    # torch's CosineAnnealingLR is a recursion; its rounding drifts from the closed form.
+    np.testing.assert_allclose(got, record["lr_history"], rtol=1e-12)
+    assert len(set(record["lr_history"].tolist())) > 1
+
+
+def test_adagrad_lr_decay_is_a_schedule():
+    record = load_golden("adagrad_lr_decay")
+    hp = record["hyperparameters"]
+    expected = [hp["lr"] / (1 + t * hp["lr_decay"]) for t in range(record["num_steps"])]
+    # torch applies lr_decay inside the step, so its recorded group lr stays constant.
+    np.testing.assert_array_equal(record["lr_history"], hp["lr"])
+    schedule = torch_schedule(record)
+    got = [float(schedule(jnp.asarray(t, jnp.int32))) for t in range(record["num_steps"])]
+    np.testing.assert_allclose(got, expected, rtol=1e-15)
+
+
+def test_amsgrad_golden_exercises_the_maximum():
+    """torch's max_exp_avg_sq departs from exp_avg_sq, so amsgrad is really tested."""
+    last = load_golden("adam_amsgrad")["checkpoints"][-1]["state"]
+    assert any(np.any(s["max_exp_avg_sq"] > s["exp_avg_sq"]) for s in last.values())
+
+
+# --- live comparison with optax -----------------------------------------------------------
+
+
+def _run_side_by_side(transforms, params, steps=50, seed=1):
+    """Run each transformation in closed loop on a noisy quadratic over ``params``.
+
+    The gradient at step t is ``p − target + noiseₜ`` leaf by leaf, the same noise for
+    every run.  Returns, per run, the list of (updates, params, state) after each step.
+    """
+    rng = np.random.default_rng(seed)
+    target = jax.tree.map(lambda p: rng.normal(size=np.shape(p)), params)
+    noises = [
+        jax.tree.map(lambda p: 0.3 * rng.normal(size=np.shape(p)), params) for _ in range(steps)
+    ]
+    runs = []
+    for tx in transforms:
+        update = jax.jit(tx.update)
+        p, state, history = jax.tree.map(jnp.asarray, params), tx.init(params), []
+        for noise in noises:
+            grads = jax.tree.map(lambda q, c, n: q - c + n, p, target, noise)
+            updates, state = update(grads, state, p)
+            p = jopt.apply_updates(p, updates)
+            history.append((updates, p, state))
+        runs.append(history)
+    return runs
+
+
+def _assert_trees_close(a, b, rtol=1e-12, atol=1e-14):
+    jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=rtol, atol=atol), a, b)
+
+
+def _assert_same_trajectory(jopt_tx, optax_tx, params, moments=()):
+    """Updates and params agree to rounding at every step; so do the named moments
+    (pairs of jopt field, optax field)."""
+    ours, theirs = _run_side_by_side([jopt_tx, optax_tx], params)
+    for (u1, p1, s1), (u2, p2, s2) in zip(ours, theirs, strict=True):
+        _assert_trees_close(u1, u2)
+        _assert_trees_close(p1, p2)
+        for ours_field, optax_field in moments:
+            _assert_trees_close(
+                jopt.tree_get(s1, ours_field), optax.tree_utils.tree_get(s2, optax_field)
+            )
+
+
+SAME_FORMULA = {
+    "sgd": (lambda: jopt.sgd(0.05), lambda: optax.sgd(0.05), ()),
+    "momentum": (
+        lambda: jopt.momentum(0.05, momentum=0.8),
+        lambda: optax.sgd(0.05, momentum=0.8),
+        [("trace", "trace")],
+    ),
+    "sgd_momentum": (
+        lambda: jopt.sgd(0.05, momentum=0.8),
+        lambda: optax.sgd(0.05, momentum=0.8),
+        [("trace", "trace")],
+    ),
+    "nesterov": (
+        lambda: jopt.nesterov(0.05, momentum=0.8),
+        lambda: optax.sgd(0.05, momentum=0.8, nesterov=True),
+        [("trace", "trace")],
+    ),
+    "sgd_weight_decay": (
+        lambda: jopt.sgd(0.05, momentum=0.8, weight_decay=0.1),
+        lambda: optax.chain(optax.add_decayed_weights(0.1), optax.sgd(0.05, momentum=0.8)),
+        [("trace", "trace")],
+    ),
+    "adam": (
+        lambda: jopt.adam(0.02, b1=0.8, b2=0.95, eps=1e-6),
+        lambda: optax.adam(0.02, b1=0.8, b2=0.95, eps=1e-6),
+        [("mu", "mu"), ("nu", "nu"), ("count", "count")],
+    ),
+    "adam_eps_root": (
+        lambda: jopt.adam(0.02, b1=0.8, b2=0.95, eps=0.0, eps_root=1e-6),
+        lambda: optax.adam(0.02, b1=0.8, b2=0.95, eps=0.0, eps_root=1e-6),
+        [("mu", "mu"), ("nu", "nu")],
+    ),
+    "adamw": (
+        lambda: jopt.adamw(0.02, b1=0.8, b2=0.95, eps=1e-6, weight_decay=0.1),
+        lambda: optax.adamw(0.02, b1=0.8, b2=0.95, eps=1e-6, weight_decay=0.1),
+        [("mu", "mu"), ("nu", "nu")],
+    ),
+    "adamax": (
+        lambda: jopt.adamax(0.02, b1=0.8, b2=0.95, eps=1e-6),
+        lambda: optax.adamax(0.02, b1=0.8, b2=0.95, eps=1e-6),
+        [("mu", "mu"), ("nu", "nu")],
+    ),
+    "adadelta": (
+        lambda: jopt.adadelta(0.5, rho=0.8, eps=1e-4, weight_decay=0.05),
+        lambda: optax.adadelta(0.5, rho=0.8, eps=1e-4, weight_decay=0.05),
+        [("grad_sq_avg", "e_g"), ("delta_sq_avg", "e_x")],
+    ),
+    # optax's defaults differ (see below); these are the mapped hyperparameters.
+    "rmsprop_eps_outside": (
+        lambda: jopt.rmsprop(0.01, decay=0.9, eps=1e-4),
+        lambda: optax.rmsprop(0.01, decay=0.9, eps=1e-4, eps_in_sqrt=False),
+        [("nu", "nu")],
+    ),
+    "rmsprop_eps_inside": (
+        lambda: jopt.rmsprop(0.01, decay=0.9, eps=0.0, eps_root=1e-4),
+        lambda: optax.rmsprop(0.01, decay=0.9, eps=1e-4),
+        [("nu", "nu")],
+    ),
+    "rmsprop_centered": (
+        lambda: jopt.rmsprop(0.01, decay=0.9, eps=1e-4, centered=True),
+        lambda: optax.rmsprop(0.01, decay=0.9, eps=1e-4, eps_in_sqrt=False, centered=True),
+        [("mu", "mu"), ("nu", "nu")],
+    ),
+    "rmsprop_momentum_constant_lr": (
+        lambda: jopt.rmsprop(0.01, decay=0.9, eps=1e-4, momentum=0.7),
+        lambda: optax.rmsprop(0.01, decay=0.9, eps=1e-4, eps_in_sqrt=False, momentum=0.7),
+        [("nu", "nu")],
+    ),
+    "adagrad_optax_defaults": (
+        lambda: jopt.adagrad(0.1, initial_accumulator_value=0.1, eps=0.0, eps_root=1e-7),
+        lambda: optax.adagrad(0.1),
+        [("sum_of_squares", "sum_of_squares")],
+    ),
+}
+
+
+@pytest.mark.parametrize("name", SAME_FORMULA)
+def test_jopt_matches_optax(name, nested_tree):
+    make_ours, make_theirs, moments = SAME_FORMULA[name]
+    _assert_same_trajectory(make_ours(), make_theirs(), nested_tree, moments)
+
+
+def test_side_by_side_comparison_can_fail(nested_tree):
+    """The comparison notices a changed hyperparameter."""
+    with pytest.raises(AssertionError):
+        _assert_same_trajectory(
+            jopt.adam(0.02, b1=0.8, b2=0.95, eps=1e-6),
+            optax.adam(0.02, b1=0.8, b2=0.95, eps=1e-5),
+            nested_tree,
+        )
+
+
+def _first_update(tx, grads, params):
+    updates, _ = tx.update(grads, tx.init(params), params)
+    return updates
+
+
+def _small_gradients(nested_tree):
+    # Small gradients make eps and the initial accumulator matter.
+    return jax.tree.map(lambda p: jnp.asarray(1e-3 * (p + 0.5)), nested_tree)
+
+
+def test_adagrad_defaults_differ_from_optax_as_documented(nested_tree):
+    """jopt/torch: G₀ = 0, g / (√G + 1e-10).  optax: G₀ = 0.1, g / √(G + 1e-7)."""
+    grads = _small_gradients(nested_tree)
+    ours = _first_update(jopt.adagrad(0.1), grads, nested_tree)
+    theirs = _first_update(optax.adagrad(0.1), grads, nested_tree)
+    _assert_trees_close(ours, jax.tree.map(lambda g: -0.1 * g / (np.abs(g) + 1e-10), grads))
+    _assert_trees_close(
+        theirs, jax.tree.map(lambda g: -0.1 * g / np.sqrt(0.1 + g * g + 1e-7), grads)
+    )
+    # The first jopt step has size η per coordinate; optax's is ~ η·|g|/√0.1.
+    ratio = jax.tree.map(lambda a, b: np.abs(a / b), ours, theirs)
+    assert min(float(np.min(r)) for r in jax.tree.leaves(ratio)) > 10
+
+
+def test_rmsprop_defaults_differ_from_optax_as_documented(nested_tree):
+    """Same defaults (decay 0.9, eps 1e-8) but optax puts eps inside the root."""
+    grads = _small_gradients(nested_tree)
+    ours = _first_update(jopt.rmsprop(0.01), grads, nested_tree)
+    theirs = _first_update(optax.rmsprop(0.01), grads, nested_tree)
+    _assert_trees_close(
+        ours, jax.tree.map(lambda g: -0.01 * g / (np.sqrt(0.1 * g * g) + 1e-8), grads)
+    )
+    _assert_trees_close(
+        theirs, jax.tree.map(lambda g: -0.01 * g / np.sqrt(0.1 * g * g + 1e-8), grads)
+    )
+    assert not np.allclose(jax.tree.leaves(ours)[0], jax.tree.leaves(theirs)[0], rtol=1e-3)
+
+
+def test_rmsprop_momentum_with_schedule_differs_from_optax(nested_tree):
+    """jopt (and torch) keep η outside the momentum buffer, optax puts it inside.
+
+    With a constant η the two agree (``test_jopt_matches_optax``); with a schedule,
+    jopt's step is η(t)·buf, so it is the constant-η step rescaled by η(t)/η, while
+    optax's buffer mixes earlier learning rates.
+    """
+    schedule = lambda count: 0.01 * 0.5 ** (count // 3)
+    kwargs = dict(decay=0.9, eps=1e-4, momentum=0.7)
+    grads_seq = [jax.tree.map(lambda p, k=k: np.cos(k + p), nested_tree) for k in range(8)]
+
+    def updates_of(tx):
+        state, out = tx.init(nested_tree), []
+        for g in grads_seq:  # open loop: the same gradients for every run
+            u, state = tx.update(g, state, nested_tree)
+            out.append(u)
+        return out
+
+    constant = updates_of(jopt.rmsprop(0.01, **kwargs))
+    ours = updates_of(jopt.rmsprop(schedule, **kwargs))
+    theirs = updates_of(optax.rmsprop(schedule, eps_in_sqrt=False, **kwargs))
+    for t, (c, a, b) in enumerate(zip(constant, ours, theirs)):
+        factor = schedule(t) / 0.01
+        _assert_trees_close(a, jax.tree.map(lambda x, f=factor: f * x, c))
+        if factor == 1:
+            _assert_trees_close(a, b)
+        else:
+            assert not np.allclose(jax.tree.leaves(a)[0], jax.tree.leaves(b)[0], rtol=1e-6)
+
+
+def test_optax_adadelta_default_learning_rate_ascends(nested_tree):
+    """optax.adadelta() (learning_rate=None) returns +Δθ, i.e. the ascent direction.
+
+    It is exactly the negative of jopt.adadelta(learning_rate=1.0), and it raises the
+    loss that jopt lowers.
+    """
+    loss = lambda p: sum(jnp.sum(q**2) for q in jax.tree.leaves(p))
+    ours_tx, theirs_tx = jopt.adadelta(), optax.adadelta(rho=0.9, eps=1e-6)
+    ours_state, theirs_state = ours_tx.init(nested_tree), theirs_tx.init(nested_tree)
+    for _ in range(10):  # open loop at fixed params: the states stay comparable
+        grads = jax.grad(loss)(nested_tree)
+        ours, ours_state = ours_tx.update(grads, ours_state, nested_tree)
+        theirs, theirs_state = theirs_tx.update(grads, theirs_state, nested_tree)
+        _assert_trees_close(theirs, jax.tree.map(jnp.negative, ours))
+    start = loss(nested_tree)
+    assert loss(jopt.apply_updates(nested_tree, ours)) < start
+    assert loss(optax.apply_updates(nested_tree, theirs)) > start
+
+
+def test_amsgrad_bias_correction_order_differs_from_optax(nested_tree):
+    """torch and jopt: v_max = max(v_max, v), then divide by 1 − β₂ᵗ.
+    optax.amsgrad: v_max = max(v_max, v / (1 − β₂ᵗ)).
+
+    The first step coincides; once the gradients shrink, the two maxima differ.
+    Each library's maximum is checked against its own rule.
+    """
+    b1, b2 = 0.9, 0.99
+    ours_tx = jopt.adam(0.01, b1=b1, b2=b2, eps=1e-8, amsgrad=True)
+    theirs_tx = optax.amsgrad(0.01, b1=b1, b2=b2, eps=1e-8)
+    ours_state, theirs_state = ours_tx.init(nested_tree), theirs_tx.init(nested_tree)
+    nu = jax.tree.map(np.zeros_like, nested_tree)
+    max_raw, max_corrected = nu, nu
+    first, differs = True, False
+    for t in range(1, 21):
+        grads = jax.tree.map(lambda p, t=t: (p + 0.5) * 0.7**t, nested_tree)
+        ours, ours_state = ours_tx.update(grads, ours_state, nested_tree)
+        theirs, theirs_state = theirs_tx.update(grads, theirs_state, nested_tree)
+        nu = jax.tree.map(lambda v, g: b2 * v + (1 - b2) * g * g, nu, grads)
+        max_raw = jax.tree.map(np.maximum, max_raw, nu)
+        max_corrected = jax.tree.map(
+            lambda m, v, t=t: np.maximum(m, v / (1 - b2**t)), max_corrected, nu
+        )
+        _assert_trees_close(jopt.tree_get(ours_state, "nu_max"), max_raw)
+        _assert_trees_close(optax.tree_utils.tree_get(theirs_state, "nu_max"), max_corrected)
+        _assert_trees_close(
+            jopt.tree_get(ours_state, "nu"), optax.tree_utils.tree_get(theirs_state, "nu")
+        )
+        if first:
+            _assert_trees_close(ours, theirs)
+            first = False
+        else:
+            differs |= not all(
+                np.allclose(a, b, rtol=1e-6)
+                for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(theirs))
+            )
+    assert differs
+
+
+def test_optax_amsgrad_is_not_torch():
+    """Replaying the torch amsgrad golden file with optax.amsgrad leaves 1e-10 parity."""
+    record = load_golden("adam_amsgrad")
+    hp = record["hyperparameters"]
+    b1, b2 = hp["betas"]
+    errors = replay(
+        {**record, "optimizer": "Adam", "checkpoints": []},
+        optax.amsgrad(hp["lr"], b1=b1, b2=b2, eps=hp["eps"]),
+    )
+    assert errors["loss"] > GOLDEN_RTOL
+
+
+def test_optax_adam_replays_torch_golden():
+    """optax.adam reproduces torch's Adam trajectory too (same formula)."""
+    record = load_golden("adam_plain")
+    hp = record["hyperparameters"]
+    b1, b2 = hp["betas"]
+    errors = replay(record, optax.adam(hp["lr"], b1=b1, b2=b2, eps=hp["eps"]))
+    assert max(errors.values()) <= GOLDEN_RTOL, errors

@@ -1,0 +1,316 @@
+"""Write the torch.optim golden trajectories used by ``tests/test_parity.py``.
+
+How to run (by hand, only when a configuration is added or changed)::
+
+    pip install torch==2.13.0        # the CPU wheel; a plain ``torch`` pulls CUDA
+    python tools/make_golden.py      # from the repository root
+
+It writes one JSON file per configuration into ``tests/golden/`` (``--out`` changes
+the folder).  The files are committed.  CI does not need torch: the tests only read
+the JSON files and replay them with jopt.
+
+What a golden file holds
+------------------------
+A small float64 model is trained in closed loop for ``NUM_STEPS`` steps with one
+torch optimizer configuration: every step computes the gradient at torch's current
+parameters, so a replay that computes its own gradients with ``jax.grad`` follows
+the same trajectory only if its optimizer does the same arithmetic.
+
+The model (tag ``"mlp_tanh_v1"``) is a one-hidden-layer tanh network with a mean
+squared error::
+
+    pred = tanh(x @ W1 + b1) @ w2 + b2          # x: (N, D), W1: (D, H), b1: (H,)
+    loss = mean((pred - y) ** 2)                # w2: (H,), b2: () 0-d,  y: (N,)
+
+Everything needed to restate the loss is in the file:
+
+* ``model``, ``loss``: the tag above and the formula as text;
+* ``data``: ``x`` and ``y``;
+* ``initial_params``: ``W1``, ``b1``, ``w2``, ``b2``;
+* ``param_order``: the order in which the parameters were given to torch;
+* ``optimizer``, ``hyperparameters``, ``scheduler``: the torch call, spelled out;
+* ``lr_history[k-1]`` / ``loss_history[k-1]``: the learning rate torch used and the
+  loss at the parameters before step ``k`` (k = 1 .. NUM_STEPS);
+* ``checkpoints``: after the steps in ``CHECKPOINTS``, every parameter and, per
+  parameter, every entry of ``optimizer.state[p]`` under torch's own name
+  (``momentum_buffer``, ``sum``, ``square_avg``, ``acc_delta``, ``grad_avg``,
+  ``exp_avg``, ``exp_avg_sq``, ``max_exp_avg_sq``, ``exp_inf``, ``step``).
+
+Arrays are stored as ``{"shape": [...], "data": [flat, row-major floats]}``.  The
+floats are written by :func:`json.dumps`, whose ``repr`` form reads back to the same
+float64 bit pattern.  ``step`` is stored as a plain integer.
+
+All optimizers run with ``foreach=False`` (torch's single-tensor code path) and the
+other switches (``maximize``, ``capturable``, ``differentiable``, ``fused``) at
+their defaults.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+NUM_STEPS = 100
+CHECKPOINTS = (1, 2, 3, 5, 10, 20, 50, 100)
+SEED = 20240604
+NUM_EXAMPLES, IN_DIM, HIDDEN = 32, 3, 4
+MODEL = "mlp_tanh_v1"
+LOSS_TEXT = "mean((tanh(x @ W1 + b1) @ w2 + b2 - y) ** 2)"
+PARAM_ORDER = ("W1", "b1", "w2", "b2")
+FORMAT_VERSION = 1
+
+# name -> (torch optimizer class name, keyword arguments, scheduler or None).
+# The scheduler entry is (class name in torch.optim.lr_scheduler, keyword arguments);
+# it is stepped once after every optimizer step.  The learning rates are small enough
+# that no trajectory turns chaotic: ``--sensitivity 1e-15`` must stay far below 1e-10.
+CONFIGS: dict[str, tuple[str, dict, tuple[str, dict] | None]] = {
+    "sgd_plain": ("SGD", {"lr": 0.05}, None),
+    "sgd_momentum": ("SGD", {"lr": 0.02, "momentum": 0.9}, None),
+    "sgd_nesterov": ("SGD", {"lr": 0.02, "momentum": 0.9, "nesterov": True}, None),
+    "sgd_weight_decay": ("SGD", {"lr": 0.05, "weight_decay": 0.05}, None),
+    "sgd_nesterov_weight_decay": (
+        "SGD",
+        {"lr": 0.02, "momentum": 0.8, "nesterov": True, "weight_decay": 0.03},
+        None,
+    ),
+    "adagrad": (
+        "Adagrad",
+        {"lr": 0.1, "initial_accumulator_value": 0.1, "eps": 1e-3, "weight_decay": 0.01},
+        None,
+    ),
+    # lr_decay has no jopt argument; it is the schedule lr / (1 + t * lr_decay).
+    "adagrad_lr_decay": ("Adagrad", {"lr": 0.1, "lr_decay": 0.05}, None),
+    "adadelta": (
+        "Adadelta",
+        {"lr": 0.5, "rho": 0.8, "eps": 1e-4, "weight_decay": 0.01},
+        None,
+    ),
+    "rmsprop_plain": ("RMSprop", {"lr": 0.003, "alpha": 0.95, "eps": 1e-6}, None),
+    "rmsprop_centered": (
+        "RMSprop",
+        {"lr": 0.005, "alpha": 0.95, "eps": 1e-6, "centered": True},
+        None,
+    ),
+    "rmsprop_momentum": (
+        "RMSprop",
+        {"lr": 0.002, "alpha": 0.95, "eps": 1e-6, "momentum": 0.8},
+        None,
+    ),
+    "rmsprop_weight_decay": (
+        "RMSprop",
+        {"lr": 0.0025, "alpha": 0.95, "eps": 1e-6, "weight_decay": 0.02},
+        None,
+    ),
+    "rmsprop_centered_momentum": (
+        "RMSprop",
+        {"lr": 0.001, "alpha": 0.9, "eps": 1e-5, "centered": True, "momentum": 0.7},
+        None,
+    ),
+    "adam_plain": ("Adam", {"lr": 0.01, "betas": (0.8, 0.99), "eps": 1e-6}, None),
+    "adam_amsgrad": (
+        "Adam",
+        {"lr": 0.01, "betas": (0.8, 0.99), "eps": 1e-6, "amsgrad": True},
+        None,
+    ),
+    "adam_weight_decay": (
+        "Adam",
+        {"lr": 0.01, "betas": (0.8, 0.99), "eps": 1e-6, "weight_decay": 0.02},
+        None,
+    ),
+    "adamw": (
+        "AdamW",
+        {"lr": 0.01, "betas": (0.8, 0.99), "eps": 1e-6, "weight_decay": 0.1},
+        None,
+    ),
+    "adamax": ("Adamax", {"lr": 0.02, "betas": (0.8, 0.99), "eps": 1e-6}, None),
+    # Schedules (issue 6): the scheduler is stepped once per optimizer step.
+    "sgd_momentum_steplr": (
+        "SGD",
+        {"lr": 0.05, "momentum": 0.9},
+        ("StepLR", {"step_size": 10, "gamma": 0.5}),
+    ),
+    "adam_cosine": (
+        "Adam",
+        {"lr": 0.02, "betas": (0.9, 0.999), "eps": 1e-8},
+        ("CosineAnnealingLR", {"T_max": 100, "eta_min": 1e-4}),
+    ),
+}
+
+
+def make_problem(seed: int = SEED) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """The data and initial parameters, all float64, from a fixed seed."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(NUM_EXAMPLES, IN_DIM))
+    direction = rng.normal(size=IN_DIM)
+    y = np.sin(x @ direction) + 0.3 * x[:, 0] + 0.05 * rng.normal(size=NUM_EXAMPLES)
+    params = {
+        "W1": rng.normal(size=(IN_DIM, HIDDEN)) / math.sqrt(IN_DIM),
+        "b1": 0.1 * rng.normal(size=HIDDEN),
+        "w2": rng.normal(size=HIDDEN) / math.sqrt(HIDDEN),
+        "b2": np.asarray(0.1 * rng.normal()),
+    }
+    return {"x": x, "y": y}, params
+
+
+def torch_loss(params: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor):
+    pred = torch.tanh(x @ params["W1"] + params["b1"]) @ params["w2"] + params["b2"]
+    return ((pred - y) ** 2).mean()
+
+
+def encode(array) -> dict:
+    """A float64 array as JSON: shape plus flat row-major data."""
+    if isinstance(array, torch.Tensor):
+        array = array.detach().cpu().numpy()
+    array = np.asarray(array, dtype=np.float64)
+    return {"shape": list(array.shape), "data": [float(v) for v in array.reshape(-1)]}
+
+
+def encode_state(entry: dict) -> dict:
+    out = {}
+    for key, value in sorted(entry.items()):
+        if key == "step":
+            step = float(value.item() if isinstance(value, torch.Tensor) else value)
+            if step != int(step):
+                raise ValueError(f"non-integral step {step}")
+            out[key] = int(step)
+        elif isinstance(value, torch.Tensor):
+            out[key] = encode(value)
+        else:
+            raise TypeError(f"unexpected state entry {key!r}: {type(value)}")
+    return out
+
+
+def run_config(name: str, data: dict, init: dict, grad_noise: float = 0.0) -> dict:
+    """Train with configuration ``name``; ``grad_noise`` is for ``--sensitivity`` only.
+
+    With ``grad_noise > 0`` each gradient entry is multiplied by ``1 + grad_noise * z``
+    with ``z`` standard normal, to imitate the rounding differences of another
+    implementation of the same arithmetic.
+    """
+    opt_name, kwargs, scheduler_spec = CONFIGS[name]
+    noise_rng = np.random.default_rng(1)
+    x = torch.tensor(data["x"], dtype=torch.float64)
+    y = torch.tensor(data["y"], dtype=torch.float64)
+    params = {
+        key: torch.tensor(init[key], dtype=torch.float64, requires_grad=True) for key in PARAM_ORDER
+    }
+    opt_cls = getattr(torch.optim, opt_name)
+    optimizer = opt_cls([params[k] for k in PARAM_ORDER], foreach=False, **kwargs)
+    scheduler = None
+    if scheduler_spec is not None:
+        sched_name, sched_kwargs = scheduler_spec
+        scheduler = getattr(torch.optim.lr_scheduler, sched_name)(optimizer, **sched_kwargs)
+
+    lr_history, loss_history, checkpoints = [], [], []
+    for step in range(1, NUM_STEPS + 1):
+        optimizer.zero_grad(set_to_none=True)
+        loss = torch_loss(params, x, y)
+        loss.backward()
+        if grad_noise:
+            with torch.no_grad():
+                for p in params.values():
+                    z = torch.tensor(noise_rng.normal(size=p.shape), dtype=torch.float64)
+                    p.grad.mul_(1 + grad_noise * z)
+        lr_history.append(float(optimizer.param_groups[0]["lr"]))
+        loss_history.append(float(loss.item()))
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        if step in CHECKPOINTS:
+            checkpoints.append(
+                {
+                    "step": step,
+                    "params": {k: encode(params[k]) for k in PARAM_ORDER},
+                    "state": {k: encode_state(optimizer.state[params[k]]) for k in PARAM_ORDER},
+                }
+            )
+
+    hyper = {k: list(v) if isinstance(v, tuple) else v for k, v in kwargs.items()}
+    return {
+        "format": FORMAT_VERSION,
+        "generator": "tools/make_golden.py",
+        "name": name,
+        "torch_version": torch.__version__,
+        "optimizer": opt_name,
+        "hyperparameters": hyper,
+        "foreach": False,
+        "scheduler": None
+        if scheduler_spec is None
+        else {"name": scheduler_spec[0], "kwargs": scheduler_spec[1], "stepped": "per_step"},
+        "model": MODEL,
+        "loss": LOSS_TEXT,
+        "seed": SEED,
+        "num_steps": NUM_STEPS,
+        "param_order": list(PARAM_ORDER),
+        "data": {k: encode(v) for k, v in data.items()},
+        "initial_params": {k: encode(init[k]) for k in PARAM_ORDER},
+        "lr_history": lr_history,
+        "loss_history": loss_history,
+        "checkpoints": checkpoints,
+    }
+
+
+def max_relative_deviation(a: dict, b: dict) -> tuple[float, str]:
+    """Largest elementwise ``|a - b| / |a|`` over all checkpoints of two records."""
+    worst, where = 0.0, ""
+    for ca, cb in zip(a["checkpoints"], b["checkpoints"], strict=True):
+        pairs = [(f"params/{k}", ca["params"][k], cb["params"][k]) for k in ca["params"]]
+        for k, entry in ca["state"].items():
+            pairs += [
+                (f"state/{k}/{s}", v, cb["state"][k][s]) for s, v in entry.items() if s != "step"
+            ]
+        for label, va, vb in pairs:
+            x, y = np.asarray(va["data"]), np.asarray(vb["data"])
+            with np.errstate(divide="ignore", invalid="ignore"):
+                rel = np.where(x == y, 0.0, np.abs(x - y) / np.abs(x))
+            if rel.size and rel.max() > worst:
+                worst, where = float(rel.max()), f"{label} at step {ca['step']}"
+    return worst, where
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    default_out = Path(__file__).resolve().parent.parent / "tests" / "golden"
+    parser.add_argument("--out", type=Path, default=default_out)
+    parser.add_argument(
+        "--sensitivity",
+        type=float,
+        metavar="NOISE",
+        help="write nothing; rerun each configuration with its gradients perturbed by this "
+        "relative amount (e.g. 1e-15, a few float64 roundings) and print how far the "
+        "trajectory moves, to check that it is well conditioned enough for the 1e-10 tests",
+    )
+    parser.add_argument("names", nargs="*", help="configurations to run (default: all)")
+    args = parser.parse_args(argv)
+
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+    unknown = sorted(set(args.names) - set(CONFIGS))
+    if unknown:
+        parser.error(f"unknown configurations: {unknown}")
+
+    data, init = make_problem()
+    if args.sensitivity:
+        for name in args.names or CONFIGS:
+            clean = run_config(name, data, init)
+            noisy = run_config(name, data, init, grad_noise=args.sensitivity)
+            worst, where = max_relative_deviation(clean, noisy)
+            print(f"{name:28s} max relative deviation {worst:.2e}  ({where})")
+        return
+    args.out.mkdir(parents=True, exist_ok=True)
+    for name in args.names or CONFIGS:
+        record = run_config(name, data, init)
+        path = args.out / f"{name}.json"
+        path.write_text(json.dumps(record, indent=1) + "\n")
+        first, last = record["loss_history"][0], record["loss_history"][-1]
+        print(f"{path.name:34s} loss {first:.4f} -> {last:.4f}  ({path.stat().st_size} bytes)")
+
+
+if __name__ == "__main__":
+    main()
