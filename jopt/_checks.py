@@ -52,8 +52,9 @@ def check_learning_rate(value: Any, name: str = "learning_rate") -> None:
     if callable(value):
         return
     number = _as_float(name, value)
-    if number is not None and (math.isnan(number) or number < 0):
-        raise ValueError(f"{name} must be a non-negative number, got {number!r}")
+    # NaN and inf would turn every parameter into NaN on the first step.
+    if number is not None and not (math.isfinite(number) and number >= 0):
+        raise ValueError(f"{name} must be a finite non-negative number, got {number!r}")
 
 
 def check_non_negative(value: Any, name: str) -> None:
@@ -67,3 +68,31 @@ def check_decay(value: Any, name: str) -> None:
     number = _as_float(name, value)
     if number is not None and not 0.0 <= number < 1.0:
         raise ValueError(f"{name} must be in [0, 1), got {number!r}")
+
+
+def check_finite(value: Any, name: str) -> None:
+    number = _as_float(name, value)
+    if number is not None and not math.isfinite(number):
+        raise ValueError(f"{name} must be finite, got {number!r}")
+
+
+def check_bool(value: Any, name: str) -> None:
+    """Flags are real booleans.
+
+    Otherwise ``sgd(0.1, 0.9, 1e-4)`` would silently turn ``nesterov`` on with the
+    weight decay meant for the fourth argument.
+    """
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__} {value!r}")
+
+
+def check_dtype(value: Any, name: str) -> None:
+    """``None`` (keep the parameter's dtype) or a floating-point dtype."""
+    if value is None:
+        return
+    try:
+        dtype = jax.numpy.dtype(value)
+    except TypeError:
+        raise TypeError(f"{name} must be None or a dtype, got {value!r}") from None
+    if not jax.numpy.issubdtype(dtype, jax.numpy.floating):
+        raise ValueError(f"{name} must be a floating-point dtype, got {dtype}")

@@ -61,9 +61,15 @@ def zeros_like(params: PyTree, dtype=None, *, real: bool = False) -> PyTree:
         if not is_trainable(p):
             return None
         leaf_dtype = dtype if dtype is not None else _dtype(p)
+        if dtype is not None and jnp.iscomplexobj(p):
+            # A real storage dtype for a complex parameter sets its precision only:
+            # storing a complex moment as real would drop its imaginary part.
+            leaf_dtype = jnp.promote_types(leaf_dtype, jnp.complex64)
         if real:
             leaf_dtype = real_dtype(leaf_dtype)
-        return jnp.zeros(np.shape(p), leaf_dtype)
+        # zeros_like rather than zeros(shape): the state leaf keeps the parameter's
+        # sharding (or device), so init on sharded params gives state sharded alike.
+        return jnp.zeros_like(p, dtype=leaf_dtype)
 
     return jax.tree.map(zeros, params, is_leaf=_is_none)
 
@@ -129,15 +135,24 @@ def _align(updates: PyTree, named: Sequence[tuple[str, PyTree]]):
 
 
 def map_with_state(
-    fn: Callable[..., tuple], updates: PyTree, *states: PyTree, params: PyTree = None
+    fn: Callable[..., tuple],
+    updates: PyTree,
+    *states: PyTree,
+    params: PyTree = None,
+    names: Sequence[str] | None = None,
 ) -> tuple[PyTree, ...]:
     """Apply ``fn(g, *s) -> (g', *s')`` to every trainable leaf and its state leaves.
 
     ``states`` are per-leaf state trees built by :func:`zeros_like`; a leaf whose first
     state is ``None`` has no state and its update is passed through.  If ``params`` is
-    given it is only checked against ``updates``.  Returns ``(updates', *states')``.
+    given it is only checked against ``updates``.  ``names`` (the state fields, e.g.
+    ``("mu", "nu")``) only label structure errors.  Returns ``(updates', *states')``.
     """
-    named = [(f"state[{i}]" if len(states) > 1 else "state", s) for i, s in enumerate(states)]
+    if names is not None:
+        labels = [f"state.{name}" for name in names]
+    else:
+        labels = [f"state[{i}]" if len(states) > 1 else "state" for i in range(len(states))]
+    named = list(zip(labels, states))
     if params is not None:
         named.append(("params", params))
     leaves, treedef, columns = _align(updates, named)

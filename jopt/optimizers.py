@@ -9,10 +9,19 @@ hyperparameter is a literal zero are left out of the chain, so they cost nothing
 keep no state.
 
 The state of an optimizer is the tuple of its blocks' states; find a field by name
-with :func:`jopt.tree_get`, e.g. ``tree_get(state, "mu")``.
+with :func:`jopt.tree_get`, e.g. ``tree_get(state, "mu")``.  It is a plain pytree of
+arrays, so orbax-checkpoint and ``flax.serialization`` save and restore it exactly.
+
+Leaves: ``None`` leaves pass through.  Integer and boolean leaves (step counters,
+masks) are left unchanged and get no state.  Complex leaves use ``|g|²`` for second
+moments (torch's Adam instead treats real and imaginary parts as separate reals).
+Hyperparameters are checked at construction and a bad one raises ``ValueError``
+(``TypeError`` for a wrong type) naming it; values traced under ``jit`` are not checked.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from jopt import _checks
 from jopt._core import GradientTransformation, ScalarOrSchedule, chain
@@ -42,7 +51,8 @@ def _l2(weight_decay) -> list[GradientTransformation]:
 
 def _momentum_block(momentum, nesterov: bool = False) -> list[GradientTransformation]:
     _checks.check_non_negative(momentum, "momentum")
-    if nesterov and _checks.is_static_zero(momentum):
+    _checks.check_bool(nesterov, "nesterov")
+    if nesterov and _checks._as_float("momentum", momentum) == 0:
         raise ValueError(f"nesterov=True needs momentum > 0, got momentum={momentum!r}")
     return _optional(trace, momentum, nesterov=nesterov)
 
@@ -186,6 +196,9 @@ def adam(
     eps_root: float = 0.0,
     amsgrad: bool = False,
     weight_decay: float = 0.0,
+    *,
+    mu_dtype: Any = None,
+    nu_dtype: Any = None,
 ) -> GradientTransformation:
     """Adam (Kingma & Ba, 2015): momentum on g and RMSprop on g², both bias-corrected.
 
@@ -196,11 +209,13 @@ def adam(
     The lecture writes ``η / √(v̂ + ε)``: that is ``eps=0, eps_root=ε``.
     ``amsgrad=True`` uses ``max`` over time of vₜ (torch's order: max, then bias
     correction).  State: ``ScaleByAdamState`` (``mu``: torch ``exp_avg``, ``nu``:
-    ``exp_avg_sq``, ``count``: t).
+    ``exp_avg_sq``, ``count``: t).  ``mu_dtype``/``nu_dtype`` store the moments in
+    another dtype, e.g. float32 moments for bfloat16 parameters; updates keep the
+    gradient's dtype.
     """
     return chain(
         *_l2(weight_decay),
-        scale_by_adam(b1, b2, eps, eps_root, amsgrad),
+        scale_by_adam(b1, b2, eps, eps_root, amsgrad, mu_dtype=mu_dtype, nu_dtype=nu_dtype),
         scale_by_learning_rate(learning_rate),
     )
 
@@ -211,16 +226,20 @@ def adamw(
     b2: float = 0.999,
     eps: float = 1e-8,
     weight_decay: float = 1e-2,
+    *,
+    mu_dtype: Any = None,
+    nu_dtype: Any = None,
 ) -> GradientTransformation:
     """AdamW (Loshchilov & Hutter, 2019): Adam with decoupled weight decay.
 
     ``θₜ₊₁ = θₜ − η·(m̂ₜ / (√v̂ₜ + eps) + λ·θₜ)``: the decay bypasses the adaptive
     scaling, unlike :func:`adam`'s L2 ``weight_decay``.  Matches
-    ``torch.optim.AdamW`` (whose default λ is also 0.01).
+    ``torch.optim.AdamW`` (whose default λ is also 0.01).  ``mu_dtype``/``nu_dtype``
+    as in :func:`adam`.
     """
     _checks.check_non_negative(weight_decay, "weight_decay")
     return chain(
-        scale_by_adam(b1, b2, eps),
+        scale_by_adam(b1, b2, eps, mu_dtype=mu_dtype, nu_dtype=nu_dtype),
         *_optional(add_decayed_weights, weight_decay),
         scale_by_learning_rate(learning_rate),
     )
@@ -232,6 +251,9 @@ def adamax(
     b2: float = 0.999,
     eps: float = 1e-8,
     weight_decay: float = 0.0,
+    *,
+    mu_dtype: Any = None,
+    nu_dtype: Any = None,
 ) -> GradientTransformation:
     """Adamax (Kingma & Ba, 2015, §7.1): Adam with the infinity norm in place of √v.
 
@@ -240,9 +262,10 @@ def adamax(
 
     No bias correction is needed for u.  Defaults are the paper's (η = 0.002).
     State: ``ScaleByAdamaxState`` (``mu``: torch ``exp_avg``, ``nu``: ``exp_inf``).
+    ``mu_dtype``/``nu_dtype`` as in :func:`adam`.
     """
     return chain(
         *_l2(weight_decay),
-        scale_by_adamax(b1, b2, eps),
+        scale_by_adamax(b1, b2, eps, mu_dtype=mu_dtype, nu_dtype=nu_dtype),
         scale_by_learning_rate(learning_rate),
     )

@@ -11,7 +11,12 @@ Conventions shared by all blocks:
   ``g / (sqrt(v + eps_root) + eps)``: the papers' (and torch's) form is
   ``eps_root=0``, the lecture's literal form ``g / sqrt(v + ε)`` is ``eps=0,
   eps_root=ε``.
-* Squares are squared magnitudes ``|g|² = g·conj(g)``, so complex parameters work.
+* Squares are squared magnitudes ``|g|² = g·conj(g)``, so complex parameters work:
+  second moments are real and the update keeps the direction of ``g`` in the complex
+  plane.  (torch's Adam views a complex tensor as pairs of reals and keeps a separate
+  second moment for the real and imaginary parts, which gives different steps.)
+* ``None`` leaves pass through; integer and boolean leaves are not trained: they get
+  no state (``None`` in its place) and their update passes through unchanged.
 * Step counts are int32 and saturate at 2³¹−1 instead of wrapping.
 """
 
@@ -82,7 +87,7 @@ def _cast_target(compute_dtype, state_leaf):
 
 def scale(factor: float | jax.Array) -> GradientTransformation:
     """Multiply the updates by a constant: ``u = factor · g``."""
-    _checks._as_float("factor", factor)
+    _checks.check_finite(factor, "factor")
 
     def init(params):
         del params
@@ -184,6 +189,7 @@ def trace(decay: float | jax.Array, nesterov: bool = False) -> GradientTransform
     buffer initialised from the first gradient.
     """
     _checks.check_non_negative(decay, "decay")
+    _checks.check_bool(nesterov, "nesterov")
 
     def init(params):
         return TraceState(trace=_tree.zeros_like(params))
@@ -266,6 +272,7 @@ def scale_by_rms(
     _checks.check_decay(decay, "decay")
     _checks.check_non_negative(eps, "eps")
     _checks.check_non_negative(eps_root, "eps_root")
+    _checks.check_bool(centered, "centered")
 
     @_leafwise
     def leaf(g, nu):
@@ -288,7 +295,7 @@ def scale_by_rms(
         del extra_args
         if centered:
             updates, mu, nu = _tree.map_with_state(
-                centered_leaf, updates, state.mu, state.nu, params=params
+                centered_leaf, updates, state.mu, state.nu, params=params, names=("mu", "nu")
             )
             return updates, ScaleByCenteredRmsState(mu=mu, nu=nu)
         updates, nu = _tree.map_with_state(leaf, updates, state.nu, params=params)
@@ -336,7 +343,12 @@ def scale_by_adadelta(rho: float = 0.9, eps: float = 1e-6) -> GradientTransforma
     def update(updates, state, params=None, **extra_args):
         del extra_args
         updates, grad_sq_avg, delta_sq_avg = _tree.map_with_state(
-            leaf, updates, state.grad_sq_avg, state.delta_sq_avg, params=params
+            leaf,
+            updates,
+            state.grad_sq_avg,
+            state.delta_sq_avg,
+            params=params,
+            names=("grad_sq_avg", "delta_sq_avg"),
         )
         return updates, ScaleByAdadeltaState(grad_sq_avg, delta_sq_avg)
 
@@ -377,12 +389,18 @@ def scale_by_adam(
 
     With ``amsgrad=True`` (Reddi et al., 2018) ``v̂`` uses ``v_max ← max(v_max, v)``
     before the bias correction, as torch does.  ``mu_dtype``/``nu_dtype`` set the
-    moments' storage dtype (e.g. float32 moments for bfloat16 parameters).
+    moments' storage dtype (e.g. float32 moments for bfloat16 parameters; a complex
+    parameter's ``mu`` becomes the complex dtype of that precision); the update keeps
+    the incoming update's dtype.  Bias corrections are computed in at least float32,
+    so ``1 − β₂ᵗ`` does not round to 0 as it would in bfloat16.
     """
     _checks.check_decay(b1, "b1")
     _checks.check_decay(b2, "b2")
     _checks.check_non_negative(eps, "eps")
     _checks.check_non_negative(eps_root, "eps_root")
+    _checks.check_bool(amsgrad, "amsgrad")
+    _checks.check_dtype(mu_dtype, "mu_dtype")
+    _checks.check_dtype(nu_dtype, "nu_dtype")
 
     def init(params):
         mu = _tree.zeros_like(params, mu_dtype)
@@ -419,10 +437,18 @@ def scale_by_adam(
 
         if amsgrad:
             updates, mu, nu, nu_max = _tree.map_with_state(
-                amsgrad_leaf, updates, state.mu, state.nu, state.nu_max, params=params
+                amsgrad_leaf,
+                updates,
+                state.mu,
+                state.nu,
+                state.nu_max,
+                params=params,
+                names=("mu", "nu", "nu_max"),
             )
             return updates, ScaleByAmsgradState(count, mu, nu, nu_max)
-        updates, mu, nu = _tree.map_with_state(leaf, updates, state.mu, state.nu, params=params)
+        updates, mu, nu = _tree.map_with_state(
+            leaf, updates, state.mu, state.nu, params=params, names=("mu", "nu")
+        )
         return updates, ScaleByAdamState(count, mu, nu)
 
     return GradientTransformation(init, update)
@@ -437,22 +463,30 @@ class ScaleByAdamaxState(NamedTuple):
 
 
 def scale_by_adamax(
-    b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8
+    b1: float = 0.9,
+    b2: float = 0.999,
+    eps: float = 1e-8,
+    *,
+    mu_dtype: Any = None,
+    nu_dtype: Any = None,
 ) -> GradientTransformation:
     """Adamax's scaling (Kingma & Ba, 2015, §7.1), Adam under the infinity norm.
 
     ``m ← β₁·m + (1 − β₁)·g``, ``u ← max(β₂·u, |g| + eps)``, and the update is
     ``m / ((1 − β₁ᵗ)·u)``.  Adding ``eps`` inside the max keeps ``u > 0`` (torch's form).
+    ``mu_dtype``/``nu_dtype`` set the storage dtypes as in :func:`scale_by_adam`.
     """
     _checks.check_decay(b1, "b1")
     _checks.check_decay(b2, "b2")
     _checks.check_non_negative(eps, "eps")
+    _checks.check_dtype(mu_dtype, "mu_dtype")
+    _checks.check_dtype(nu_dtype, "nu_dtype")
 
     def init(params):
         return ScaleByAdamaxState(
             count=jnp.zeros([], jnp.int32),
-            mu=_tree.zeros_like(params),
-            nu=_tree.zeros_like(params, real=True),
+            mu=_tree.zeros_like(params, mu_dtype),
+            nu=_tree.zeros_like(params, nu_dtype, real=True),
         )
 
     def update(updates, state, params=None, **extra_args):
@@ -465,7 +499,9 @@ def scale_by_adamax(
             nu = jnp.maximum(b2 * nu, jnp.abs(g) + eps)
             return mu / (_bias_correction(b1, count, g.dtype) * nu), mu, nu
 
-        updates, mu, nu = _tree.map_with_state(leaf, updates, state.mu, state.nu, params=params)
+        updates, mu, nu = _tree.map_with_state(
+            leaf, updates, state.mu, state.nu, params=params, names=("mu", "nu")
+        )
         return updates, ScaleByAdamaxState(count, mu, nu)
 
     return GradientTransformation(init, update)
