@@ -43,6 +43,7 @@ from jopt.transforms import (
     scale_by_schedule,
     trace,
 )
+from jopt.wrappers import SkipNonfiniteState, skip_nonfinite
 
 __version__ = "0.1.0"
 
@@ -87,6 +88,9 @@ __all__ = [
     "adam",
     "adamw",
     "adamax",
+    # wrappers
+    "skip_nonfinite",
+    "SkipNonfiniteState",
     # submodules
     "transforms",
 ]
