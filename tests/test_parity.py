@@ -51,6 +51,8 @@ GOLDEN_NAMES = (
     "adam_amsgrad",
     "adam_weight_decay",
     "adamw",
+    "adamw_amsgrad",
+    "adam_decoupled_weight_decay",
     "adamax",
     "sgd_momentum_steplr",
     "adam_cosine",
@@ -166,6 +168,22 @@ def jopt_from_torch(record: dict, alias: str | None = None, **override):
         keys = ("eps", "centered", "momentum", "weight_decay")
         kwargs.update({k: hp.pop(k) for k in keys if k in hp})
         factory = jopt.rmsprop
+    elif name == "Adam" and hp.get("decoupled_weight_decay", False):
+        # torch's Adam(decoupled_weight_decay=True) is AdamW.
+        hyper = {
+            k: v for k, v in record["hyperparameters"].items() if k != "decoupled_weight_decay"
+        }
+        return jopt_from_torch({**record, "optimizer": "AdamW", "hyperparameters": hyper})
+    elif name == "AdamW" and hp.pop("amsgrad", False):
+        # jopt.adamw has no amsgrad argument; the same chain with amsgrad scaling is torch's.
+        b1, b2, eps, decay = (hp.pop(k) for k in ("b1", "b2", "eps", "weight_decay"))
+        if hp or override:
+            raise NotImplementedError(f"AdamW(amsgrad=True) with {sorted(hp)} {override}")
+        return jopt.chain(
+            jopt.scale_by_adam(b1, b2, eps, amsgrad=True),
+            jopt.add_decayed_weights(decay),
+            jopt.scale_by_learning_rate(lr),
+        )
     elif name in ("Adam", "AdamW", "Adamax"):
         keys = ("b1", "b2", "eps", "weight_decay") + (("amsgrad",) if name == "Adam" else ())
         kwargs = {k: hp.pop(k) for k in keys if k in hp}

@@ -127,6 +127,24 @@ CONFIGS: dict[str, tuple[str, dict, tuple[str, dict] | None]] = {
         {"lr": 0.01, "betas": (0.8, 0.99), "eps": 1e-6, "weight_decay": 0.1},
         None,
     ),
+    # Beyond the issue's list: AdamW's amsgrad has no jopt argument (a chain gives
+    # it), and Adam's decoupled_weight_decay=True is AdamW.
+    "adamw_amsgrad": (
+        "AdamW",
+        {"lr": 0.01, "betas": (0.8, 0.99), "eps": 1e-6, "weight_decay": 0.1, "amsgrad": True},
+        None,
+    ),
+    "adam_decoupled_weight_decay": (
+        "Adam",
+        {
+            "lr": 0.01,
+            "betas": (0.8, 0.99),
+            "eps": 1e-6,
+            "weight_decay": 0.1,
+            "decoupled_weight_decay": True,
+        },
+        None,
+    ),
     "adamax": ("Adamax", {"lr": 0.02, "betas": (0.8, 0.99), "eps": 1e-6}, None),
     # Schedules (issue 6): the scheduler is stepped once per optimizer step.
     "sgd_momentum_steplr": (
