@@ -81,6 +81,31 @@ def full_like(params: PyTree, value: float, *, real: bool = False) -> PyTree:
     )
 
 
+def scalar_like(params: PyTree, value: Any, dtype) -> jax.Array:
+    """A 0-d state array (a step count, an injected hyperparameter) for ``params``.
+
+    Scalars are replicated, never split.  When ``params`` holds concrete arrays laid
+    out over a multi-device mesh (a :class:`jax.sharding.NamedSharding`), the scalar
+    is placed replicated on that mesh, which is where a jitted update returns it: the
+    state's shardings are then the same before and after the first step, and the step
+    compiles once.  Otherwise (tracers, NumPy or single-device arrays) it is a plain
+    ``jnp.asarray(value, dtype)``.
+    """
+    scalar = np.asarray(value, dtype)
+    for leaf in jax.tree.leaves(params):
+        sharding = getattr(leaf, "sharding", None)
+        if (
+            isinstance(leaf, jax.Array)
+            and not isinstance(leaf, jax.core.Tracer)
+            and isinstance(sharding, jax.sharding.NamedSharding)
+            and len(sharding.device_set) > 1
+        ):
+            replicated = jax.sharding.NamedSharding(sharding.mesh, jax.sharding.PartitionSpec())
+            # make_array_from_callback also works when the mesh spans several hosts.
+            return jax.make_array_from_callback((), replicated, lambda _: scalar)
+    return jnp.asarray(scalar)
+
+
 def safe_increment(count: jax.Array) -> jax.Array:
     """``count + 1`` on int32, saturating at the largest int32 instead of wrapping."""
     return jnp.where(count < INT32_MAX, count + 1, INT32_MAX).astype(jnp.int32)

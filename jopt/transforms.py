@@ -146,8 +146,7 @@ def scale_by_schedule(schedule: Schedule) -> GradientTransformation:
         raise TypeError(f"schedule must be callable, got {schedule!r}")
 
     def init(params):
-        del params
-        return ScaleByScheduleState(count=jnp.zeros([], jnp.int32))
+        return ScaleByScheduleState(count=_tree.scalar_like(params, 0, jnp.int32))
 
     def update(updates, state, params=None, **extra_args):
         del params, extra_args
@@ -405,7 +404,7 @@ def scale_by_adam(
     def init(params):
         mu = _tree.zeros_like(params, mu_dtype)
         nu = _tree.zeros_like(params, nu_dtype, real=True)
-        count = jnp.zeros([], jnp.int32)
+        count = _tree.scalar_like(params, 0, jnp.int32)
         if amsgrad:
             return ScaleByAmsgradState(
                 count, mu, nu, nu_max=_tree.zeros_like(params, nu_dtype, real=True)
@@ -484,7 +483,7 @@ def scale_by_adamax(
 
     def init(params):
         return ScaleByAdamaxState(
-            count=jnp.zeros([], jnp.int32),
+            count=_tree.scalar_like(params, 0, jnp.int32),
             mu=_tree.zeros_like(params, mu_dtype),
             nu=_tree.zeros_like(params, nu_dtype, real=True),
         )
