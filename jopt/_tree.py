@@ -159,6 +159,15 @@ def _align(updates: PyTree, named: Sequence[tuple[str, PyTree]]):
     return leaves, treedef, columns
 
 
+def check_matches(updates: PyTree, name: str, tree: PyTree) -> None:
+    """Raise the ``ValueError`` :func:`map_with_state` would if ``tree`` disagreed.
+
+    For blocks that do not otherwise read ``params``, so that every optimizer checks
+    them (at trace time, from shapes only).
+    """
+    _align(updates, [(name, tree)])
+
+
 def map_with_state(
     fn: Callable[..., tuple],
     updates: PyTree,

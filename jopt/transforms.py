@@ -94,7 +94,9 @@ def scale(factor: float | jax.Array) -> GradientTransformation:
         return EmptyState()
 
     def update(updates, state, params=None, **extra_args):
-        del params, extra_args
+        del extra_args
+        if params is not None:
+            _tree.check_matches(updates, "params", params)
         return _tree.map_updates(lambda g: (factor * g).astype(g.dtype), updates), state
 
     return GradientTransformation(init, update)
@@ -149,7 +151,9 @@ def scale_by_schedule(schedule: Schedule) -> GradientTransformation:
         return ScaleByScheduleState(count=_tree.scalar_like(params, 0, jnp.int32))
 
     def update(updates, state, params=None, **extra_args):
-        del params, extra_args
+        del extra_args
+        if params is not None:
+            _tree.check_matches(updates, "params", params)
         factor = schedule(state.count)
         scaled = _tree.map_updates(lambda g: (factor * g).astype(g.dtype), updates)
         return scaled, ScaleByScheduleState(count=_tree.safe_increment(state.count))
