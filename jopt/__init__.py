@@ -1,6 +1,6 @@
 """jopt: optimizers and initializers for JAX, as composable gradient transformations."""
 
-from jopt import transforms
+from jopt import schedules, transforms
 from jopt._core import (
     EmptyState,
     GradientTransformation,
@@ -10,6 +10,12 @@ from jopt._core import (
     chain,
     identity,
     tree_get,
+)
+from jopt.hyperparams import (
+    InjectHyperparamsState,
+    get_hyperparams,
+    inject_hyperparams,
+    set_hyperparams,
 )
 from jopt.optimizers import (
     adadelta,
@@ -33,6 +39,8 @@ from jopt.transforms import (
     ScaleByScheduleState,
     TraceState,
     add_decayed_weights,
+    clip,
+    clip_by_global_norm,
     scale,
     scale_by_adadelta,
     scale_by_adam,
@@ -43,7 +51,17 @@ from jopt.transforms import (
     scale_by_schedule,
     trace,
 )
-from jopt.wrappers import SkipNonfiniteState, skip_nonfinite
+from jopt.wrappers import (
+    AccumulateState,
+    MaskedState,
+    PartitionState,
+    SkipNonfiniteState,
+    accumulate,
+    freeze,
+    masked,
+    partition,
+    skip_nonfinite,
+)
 
 __version__ = "0.1.0"
 
@@ -62,6 +80,8 @@ __all__ = [
     "scale_by_learning_rate",
     "scale_by_schedule",
     "add_decayed_weights",
+    "clip",
+    "clip_by_global_norm",
     "trace",
     "scale_by_rss",
     "scale_by_rms",
@@ -91,6 +111,19 @@ __all__ = [
     # wrappers
     "skip_nonfinite",
     "SkipNonfiniteState",
+    "partition",
+    "PartitionState",
+    "masked",
+    "MaskedState",
+    "freeze",
+    "accumulate",
+    "AccumulateState",
+    # live hyperparameters
+    "inject_hyperparams",
+    "get_hyperparams",
+    "set_hyperparams",
+    "InjectHyperparamsState",
     # submodules
     "transforms",
+    "schedules",
 ]

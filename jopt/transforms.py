@@ -102,14 +102,26 @@ def scale(factor: float | jax.Array) -> GradientTransformation:
     return GradientTransformation(init, update)
 
 
-def add_decayed_weights(weight_decay: float | jax.Array = 0.0) -> GradientTransformation:
+def add_decayed_weights(
+    weight_decay: float | jax.Array = 0.0, mask: Any = None
+) -> GradientTransformation:
     """Add an L2 penalty's gradient: ``u = g + λ·θ``.
 
     Placed before an adaptive block this is torch's ``weight_decay`` (L2 in the
     gradient); placed after it, just before the learning rate, it is decoupled weight
     decay as in AdamW (Loshchilov & Hutter, 2019).  Needs ``params``.
+
+    ``mask`` (a tree of bools with the structure of the params or a prefix of it, or a
+    function ``params -> tree of bools``) limits the decay to the leaves where it is
+    True; the others get ``u = g``.  This is :func:`jopt.masked` around the unmasked
+    block, whose state is then a ``MaskedState``.
     """
     _checks.check_non_negative(weight_decay, "weight_decay")
+    if mask is not None:
+        # Imported here: the wrappers build on blocks, not the other way round.
+        from jopt.wrappers import masked
+
+        return masked(add_decayed_weights(weight_decay), mask)
 
     def init(params):
         del params
@@ -125,6 +137,74 @@ def add_decayed_weights(weight_decay: float | jax.Array = 0.0) -> GradientTransf
             lambda g, p: (g + weight_decay * p).astype(g.dtype), updates, ("params", params)
         )
         return decayed, state
+
+    return GradientTransformation(init, update)
+
+
+# --- clipping ------------------------------------------------------------------------
+
+
+def clip(max_delta: float | jax.Array) -> GradientTransformation:
+    """Clip every entry: ``u = clip(g, −δ, δ)`` elementwise, with ``δ = max_delta >= 0``.
+
+    A complex entry keeps its phase and has its magnitude clipped:
+    ``u = g · min(1, δ / |g|)``.  No state.
+    """
+    _checks.check_non_negative(max_delta, "max_delta")
+
+    def leaf(g):
+        if jnp.iscomplexobj(g):
+            magnitude = jnp.abs(g)
+            over = magnitude > max_delta
+            # The inner where keeps δ/|g| away from 0/0 where the entry is not clipped.
+            factor = jnp.where(over, max_delta / jnp.where(over, magnitude, 1), 1)
+            return (g * factor).astype(g.dtype)
+        return jnp.clip(g, -max_delta, max_delta).astype(g.dtype)
+
+    def init(params):
+        del params
+        return EmptyState()
+
+    def update(updates, state, params=None, **extra_args):
+        del params, extra_args
+        return _tree.map_updates(leaf, updates), state
+
+    return GradientTransformation(init, update)
+
+
+def _global_norm(updates: Any) -> jax.Array:
+    """``‖g‖ = √(Σ_leaves Σ |g|²)`` over the trainable leaves, in at least float32."""
+    squares = [
+        jnp.sum(_abs_sq(g.astype(_tree.compute_dtype(g.dtype))))
+        for g in jax.tree.leaves(updates)
+        if _tree.is_trainable(g)
+    ]
+    return jnp.sqrt(sum(squares)) if squares else jnp.zeros([], jnp.float32)
+
+
+def clip_by_global_norm(max_norm: float | jax.Array) -> GradientTransformation:
+    """Rescale all updates together so that their global norm is at most ``c = max_norm``.
+
+    ``u = g · min(1, c / ‖g‖)`` with ``‖g‖ = √(Σ_leaves Σ |g|²)`` (torch's
+    ``clip_grad_norm_`` with the 2-norm, without its ``1e-6`` in the denominator).
+    Updates whose norm is at most ``c`` pass unchanged, an all-zero update included
+    (no ``0/0``).  ``c > 0``.  No state.
+    """
+    number = _checks._as_float("max_norm", max_norm)
+    if number is not None and not number > 0:  # also catches NaN
+        raise ValueError(f"max_norm must be > 0, got {number!r}")
+
+    def init(params):
+        del params
+        return EmptyState()
+
+    def update(updates, state, params=None, **extra_args):
+        del params, extra_args
+        norm = _global_norm(updates)
+        over = norm > max_norm
+        # The inner where keeps c/‖g‖ finite (and its gradient defined) when ‖g‖ = 0.
+        factor = jnp.where(over, max_norm / jnp.where(over, norm, 1), 1)
+        return _tree.map_updates(lambda g: (g * factor).astype(g.dtype), updates), state
 
     return GradientTransformation(init, update)
 
