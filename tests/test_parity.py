@@ -391,6 +391,46 @@ def test_amsgrad_golden_exercises_the_maximum():
     assert any(np.any(s["max_exp_avg_sq"] > s["exp_avg_sq"]) for s in last.values())
 
 
+# --- the porting guide -------------------------------------------------------------------
+
+PORTING_GUIDE = Path(__file__).parent.parent / "docs" / "porting.md"
+
+
+def _guide_section(title: str) -> str:
+    text = PORTING_GUIDE.read_text()
+    start = text.index(f"## {title}")
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end != -1 else None]
+
+
+@pytest.mark.parametrize("name", GOLDEN_NAMES)
+def test_porting_guide_covers_every_torch_argument(name):
+    """Each argument of the torch constructor (recorded in the golden file, so torch
+    is not needed) has a row in the guide's torch.optim table, as does the optimizer."""
+    record = load_golden(name)
+    section = _guide_section("From torch.optim")
+    rows = [line for line in section.splitlines() if line.startswith("| ")]
+    first_cells = [row.split("|")[1] for row in rows]
+    assert any(f"`{record['optimizer']}()`" in cell for cell in first_cells)
+    missing = [
+        arg
+        for arg in record["torch_arguments"]
+        if not any(f"`{arg}`" in cell or f"`{arg}=" in cell for cell in first_cells)
+    ]
+    assert not missing, (
+        f"docs/porting.md has no row for torch.optim.{record['optimizer']} {missing}"
+    )
+
+
+def test_porting_guide_maps_every_torch_state_name():
+    section = _guide_section("Where torch's state lives in jopt")
+    for fields in STATE_FIELDS.values():
+        for torch_name, field in fields.items():
+            assert f"`{torch_name}`" in section
+            if field is not None:
+                assert f"`{field}`" in section
+
+
 # --- live comparison with optax -----------------------------------------------------------
 
 
@@ -501,6 +541,25 @@ SAME_FORMULA = {
     "rmsprop_momentum_constant_lr": (
         lambda: jopt.rmsprop(0.01, decay=0.9, eps=1e-4, momentum=0.7),
         lambda: optax.rmsprop(0.01, decay=0.9, eps=1e-4, eps_in_sqrt=False, momentum=0.7),
+        [("nu", "nu")],
+    ),
+    "rmsprop_nesterov_chain": (
+        lambda: jopt.chain(
+            jopt.scale_by_rms(0.9, eps=1e-4),
+            jopt.trace(0.7, nesterov=True),
+            jopt.scale_by_learning_rate(0.01),
+        ),
+        lambda: optax.rmsprop(
+            0.01, decay=0.9, eps=1e-4, eps_in_sqrt=False, momentum=0.7, nesterov=True
+        ),
+        [("nu", "nu")],  # optax's trace holds η·buf, jopt's holds buf
+    ),
+    "rmsprop_bias_correction_chain": (
+        lambda: jopt.chain(
+            jopt.scale_by_adam(b1=0.0, b2=0.9, eps=0.0, eps_root=1e-4),
+            jopt.scale_by_learning_rate(0.01),
+        ),
+        lambda: optax.rmsprop(0.01, decay=0.9, eps=1e-4, bias_correction=True),
         [("nu", "nu")],
     ),
     "adagrad_optax_defaults": (

@@ -29,6 +29,7 @@ Everything needed to restate the loss is in the file:
 * ``initial_params``: ``W1``, ``b1``, ``w2``, ``b2``;
 * ``param_order``: the order in which the parameters were given to torch;
 * ``optimizer``, ``hyperparameters``, ``scheduler``: the torch call, spelled out;
+* ``torch_arguments``: every argument the torch optimizer's constructor accepts;
 * ``lr_history[k-1]`` / ``loss_history[k-1]``: the learning rate torch used and the
   loss at the parameters before step ``k`` (k = 1 .. NUM_STEPS);
 * ``checkpoints``: after the steps in ``CHECKPOINTS``, every parameter and, per
@@ -48,6 +49,7 @@ their defaults.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import math
 from pathlib import Path
@@ -255,6 +257,11 @@ def run_config(name: str, data: dict, init: dict, grad_noise: float = 0.0) -> di
         "name": name,
         "torch_version": torch.__version__,
         "optimizer": opt_name,
+        # Every argument torch's constructor takes, so that docs/porting.md can be
+        # checked for completeness without torch.
+        "torch_arguments": [
+            a for a in inspect.signature(opt_cls.__init__).parameters if a not in ("self", "params")
+        ],
         "hyperparameters": hyper,
         "foreach": False,
         "scheduler": None
