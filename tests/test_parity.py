@@ -170,6 +170,8 @@ def jopt_from_torch(record: dict, alias: str | None = None, **override):
         factory = jopt.rmsprop
     elif name == "Adam" and hp.get("decoupled_weight_decay", False):
         # torch's Adam(decoupled_weight_decay=True) is AdamW.
+        if alias or override:
+            raise NotImplementedError("alias or override with decoupled_weight_decay")
         hyper = {
             k: v for k, v in record["hyperparameters"].items() if k != "decoupled_weight_decay"
         }
