@@ -1,0 +1,508 @@
+"""Reliability: odd leaves, complex parameters, mixed precision, saturating counts, NaN steps.
+
+References are float64 NumPy restatements written here, closed forms, or runs that
+never saw the steps a wrapper is supposed to skip.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import jopt
+
+INT32_MAX = np.iinfo(np.int32).max
+
+# Every optimizer, with the options that add state.
+OPTIMIZERS = {
+    "sgd": lambda: jopt.sgd(0.1),
+    "sgd-momentum-decay": lambda: jopt.sgd(0.1, momentum=0.9, weight_decay=1e-2),
+    "nesterov": lambda: jopt.nesterov(0.1),
+    "adagrad": lambda: jopt.adagrad(0.1, initial_accumulator_value=0.1, weight_decay=1e-2),
+    "adadelta": lambda: jopt.adadelta(),
+    "rmsprop-centered-momentum": lambda: jopt.rmsprop(1e-2, centered=True, momentum=0.9),
+    "adam-amsgrad": lambda: jopt.adam(1e-2, amsgrad=True),
+    "adam-schedule": lambda: jopt.adam(lambda count: 1e-2 / (1.0 + count)),
+    "adamw": lambda: jopt.adamw(1e-2),
+    "adamax": lambda: jopt.adamax(1e-2),
+}
+
+
+def _is_none(x):
+    return x is None
+
+
+def _bits(x) -> bytes:
+    """The bytes of an array: equality is bit-for-bit (NaN payloads and −0.0 included)."""
+    x = np.asarray(x)
+    return x.dtype.str.encode() + str(x.shape).encode() + x.tobytes()
+
+
+def assert_trees_bitwise_equal(actual, expected):
+    assert jax.tree.structure(actual, is_leaf=_is_none) == jax.tree.structure(
+        expected, is_leaf=_is_none
+    )
+    for (path, a), b in zip(
+        jax.tree_util.tree_flatten_with_path(actual, is_leaf=_is_none)[0],
+        jax.tree.leaves(expected, is_leaf=_is_none),
+    ):
+        if a is None or b is None:
+            assert a is b, jax.tree_util.keystr(path)
+        else:
+            assert _bits(a) == _bits(b), jax.tree_util.keystr(path)
+
+
+# --- None, integer and boolean leaves --------------------------------------------------
+
+
+def _odd_params():
+    return {
+        "w": jnp.asarray([0.5, -1.0, 2.0], jnp.float32),
+        "step": jnp.full(5, 7, jnp.int32),
+        "mask": jnp.asarray([True, False]),
+        "none": None,
+        "nested": [None, jnp.full((2, 2), 0.25, jnp.float64)],
+    }
+
+
+def _odd_loss(params):
+    return jnp.sum(params["w"] ** 2) + jnp.sum(params["nested"][1] ** 2)
+
+
+@pytest.mark.parametrize("jit", [False, True], ids=["eager", "jit"])
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_none_integer_and_boolean_leaves_pass_through_without_state(name, jit):
+    optimizer = OPTIMIZERS[name]()
+    params = _odd_params()
+    # allow_int gives the integer and boolean leaves float0 gradients, as in real use.
+    grads = jax.grad(_odd_loss, allow_int=True)(params)
+    assert grads["step"].dtype == jax.dtypes.float0 and grads["none"] is None
+
+    def step(params, state):
+        updates, state = optimizer.update(grads, state, params)
+        return jopt.apply_updates(params, updates), updates, state
+
+    step = jax.jit(step) if jit else step
+    state = optimizer.init(params)
+    new_params, updates, new_state = step(params, state)
+    new_params, updates, new_state = step(new_params, new_state)
+
+    assert updates["none"] is None and updates["nested"][0] is None
+    assert updates["step"].dtype == jax.dtypes.float0
+    assert new_params["none"] is None and new_params["nested"][0] is None
+    assert new_params["step"].dtype == jnp.int32
+    np.testing.assert_array_equal(new_params["step"], np.full(5, 7))
+    np.testing.assert_array_equal(new_params["mask"], [True, False])
+    assert not np.array_equal(new_params["w"], params["w"])  # the float leaves did train
+    assert new_params["w"].dtype == jnp.float32 and new_params["nested"][1].dtype == jnp.float64
+
+    # No state for the untrained leaves: wherever a state tree mirrors the params,
+    # their place holds None, and no state leaf has their shapes.
+    for tree in (state, new_state):
+        for path, leaf in jax.tree_util.tree_flatten_with_path(tree, is_leaf=_is_none)[0]:
+            key = jax.tree_util.keystr(path)
+            if any(k in key for k in ("['step']", "['mask']", "['none']", "['nested'][0]")):
+                assert leaf is None, key
+            else:
+                assert leaf is not None and np.shape(leaf) in {(), (3,), (2, 2)}, key
+    assert jax.tree.structure(new_state, is_leaf=_is_none) == jax.tree.structure(
+        state, is_leaf=_is_none
+    )
+
+
+# --- complex parameters ----------------------------------------------------------------
+
+
+def test_complex_adam_steps_along_the_gradient_not_per_component():
+    """|g|² couples the real and imaginary parts: the first Adam step (ε = 0) is
+    ``−η·g/|g|``, here ``−η·(0.6 + 0.8i)`` for ``g = 3 + 4i``.  torch's Adam, which views
+    the tensor as pairs of reals, would step ``−η·(1 + 1i)`` instead."""
+    eta = 0.1
+    optimizer = jopt.adam(eta, eps=0.0)
+    params = jnp.asarray([1.0 + 1.0j], jnp.complex64)
+    updates, state = optimizer.update(
+        jnp.asarray([3.0 + 4.0j], jnp.complex64), optimizer.init(params)
+    )
+    assert updates.dtype == jnp.complex64
+    # rtol: 1 − β₂ in float32 differs from 0.001 by 1e-5 relative.
+    np.testing.assert_allclose(np.asarray(updates), [-eta * (0.6 + 0.8j)], rtol=2e-5)
+    nu = jopt.tree_get(state, "nu")
+    assert nu.dtype == jnp.float32  # a real second moment: (1 − β₂)·25
+    np.testing.assert_allclose(np.asarray(nu), [0.001 * 25.0], rtol=1e-6)
+
+
+def _abs_sq(x):
+    return (x * np.conj(x)).real
+
+
+def _complex_reference(name, p, grads):
+    """float64 restatements with |g|², for one complex128 leaf; returns the last params."""
+    zeros = np.zeros(p.shape)
+    m, v, u, e = zeros.astype(complex), zeros.copy(), zeros.copy(), zeros.copy()
+    for t, g in enumerate(grads, start=1):
+        if name == "adam":  # η = 0.01, β = (0.9, 0.999), ε = 1e-8
+            m = 0.9 * m + 0.1 * g
+            v = 0.999 * v + 0.001 * _abs_sq(g)
+            p = p - 0.01 * (m / (1 - 0.9**t)) / (np.sqrt(v / (1 - 0.999**t)) + 1e-8)
+        elif name == "rmsprop":  # centered, η = 0.01, γ = 0.9, ε = 1e-8
+            m = 0.9 * m + 0.1 * g
+            v = 0.9 * v + 0.1 * _abs_sq(g)
+            p = p - 0.01 * g / (np.sqrt(v - _abs_sq(m)) + 1e-8)
+        elif name == "adagrad":  # η = 0.1, ε = 1e-10
+            v = v + _abs_sq(g)
+            p = p - 0.1 * g / (np.sqrt(v) + 1e-10)
+        elif name == "adadelta":  # η = 1, ρ = 0.9, ε = 1e-6
+            v = 0.9 * v + 0.1 * _abs_sq(g)
+            delta = np.sqrt(e + 1e-6) / np.sqrt(v + 1e-6) * g
+            e = 0.9 * e + 0.1 * _abs_sq(delta)
+            p = p - delta
+        elif name == "adamax":  # η = 0.01, β = (0.9, 0.999), ε = 1e-8
+            m = 0.9 * m + 0.1 * g
+            u = np.maximum(0.999 * u, np.abs(g) + 1e-8)
+            p = p - 0.01 / (1 - 0.9**t) * m / u
+    return p
+
+
+COMPLEX_OPTIMIZERS = {
+    "adam": lambda: jopt.adam(0.01),
+    "rmsprop": lambda: jopt.rmsprop(0.01, centered=True),
+    "adagrad": lambda: jopt.adagrad(0.1),
+    "adadelta": lambda: jopt.adadelta(),
+    "adamax": lambda: jopt.adamax(0.01),
+}
+
+
+@pytest.mark.parametrize("name", COMPLEX_OPTIMIZERS)
+def test_complex_parameters_match_a_float64_restatement_with_abs_squared(name, rng):
+    p0 = rng.normal(size=(3, 2)) + 1j * rng.normal(size=(3, 2))
+    grads = rng.normal(size=(20, 3, 2)) + 1j * rng.normal(size=(20, 3, 2))
+    optimizer = COMPLEX_OPTIMIZERS[name]()
+
+    def body(carry, g):
+        p, state = carry
+        updates, state = optimizer.update(g, state, p)
+        return (jopt.apply_updates(p, updates), state), None
+
+    p = jnp.asarray(p0)
+    (p, _), _ = jax.jit(lambda p: jax.lax.scan(body, (p, optimizer.init(p)), grads))(p)
+    assert p.dtype == jnp.complex128
+    np.testing.assert_allclose(np.asarray(p), _complex_reference(name, p0, grads), rtol=1e-10)
+
+
+# --- mixed precision -------------------------------------------------------------------
+
+MIXED = {
+    "adam": lambda **kw: jopt.adam(1e-2, **kw),
+    "adam-amsgrad": lambda **kw: jopt.adam(1e-2, amsgrad=True, **kw),
+    "adamw": lambda **kw: jopt.adamw(1e-2, **kw),
+    "adamax": lambda **kw: jopt.adamax(1e-2, **kw),
+}
+
+
+@pytest.mark.parametrize("name", MIXED)
+def test_bfloat16_params_keep_float32_moments(name):
+    optimizer = MIXED[name](mu_dtype=jnp.float32, nu_dtype=jnp.float32)
+    params = {"w": jnp.asarray([[0.5, -1.0], [2.0, 0.0]], jnp.bfloat16), "n": jnp.asarray(3)}
+    grads = {"w": jnp.asarray([[0.1, -0.3], [1e-3, 2.0]], jnp.bfloat16), "n": jnp.asarray(0)}
+    state = optimizer.init(params)
+    for _ in range(3):
+        updates, state = jax.jit(optimizer.update)(grads, state, params)
+        params = jopt.apply_updates(params, updates)
+    assert updates["w"].dtype == jnp.bfloat16 and params["w"].dtype == jnp.bfloat16
+    for field in ("mu", "nu"):
+        assert jopt.tree_get(state, field)["w"].dtype == jnp.float32, field
+        assert jopt.tree_get(state, field)["n"] is None
+    # The bias corrections did not round 1 − β₂ᵗ to 0 (which would give inf or 0):
+    # each entry moved by about η per step, the sign of its constant gradient.
+    step = np.asarray(updates["w"], np.float64)
+    np.testing.assert_allclose(np.abs(step), 1e-2, rtol=0.05)
+    np.testing.assert_array_equal(np.sign(step), -np.sign(np.asarray(grads["w"], np.float64)))
+
+
+def test_complex_params_with_a_real_moment_dtype_keep_their_imaginary_part():
+    optimizer = jopt.adam(0.1, mu_dtype=jnp.float32, nu_dtype=jnp.float32)
+    params = jnp.asarray([1.0 + 1.0j], jnp.complex128)
+    state = optimizer.init(params)
+    mu, nu = jopt.tree_get(state, "mu"), jopt.tree_get(state, "nu")
+    assert mu.dtype == jnp.complex64 and nu.dtype == jnp.float32
+    _, state = optimizer.update(jnp.asarray([3.0 + 4.0j]), state)
+    np.testing.assert_allclose(np.asarray(jopt.tree_get(state, "mu")), [0.3 + 0.4j], rtol=1e-6)
+
+
+def _second_moment_after(nu_dtype, grads):
+    optimizer = jopt.scale_by_adam(b2=0.999, nu_dtype=nu_dtype)
+    params = jnp.zeros(grads.shape[1:], jnp.bfloat16)
+
+    def body(state, g):
+        return optimizer.update(g, state)[1], None
+
+    state, _ = jax.jit(lambda s: jax.lax.scan(body, s, grads))(optimizer.init(params))
+    return np.asarray(state.nu, np.float64)
+
+
+def test_float32_second_moments_track_the_average_that_bfloat16_ones_lose(rng):
+    """In bfloat16, ``0.999·v`` rounds back to ``v`` and ``0.001·g²`` is below half an
+    ulp of ``v``: the average freezes.  float32 storage follows the float64 average."""
+    grads = jnp.asarray(rng.uniform(0.5, 1.5, size=(1500, 8)), jnp.bfloat16)
+    g = np.asarray(grads, np.float64)
+    expected = np.zeros(8)
+    for row in g:
+        expected = 0.999 * expected + 0.001 * row**2
+    np.testing.assert_allclose(_second_moment_after(jnp.float32, grads), expected, rtol=1e-5)
+    frozen = _second_moment_after(None, grads)
+    # Above v = 0.5 an increment 0.001·(g² − v) < 0.00175 is below half an ulp (0.00195).
+    assert np.all(frozen <= 0.5) and np.all(expected > 0.7)
+
+
+def test_bfloat16_trajectory_with_float32_moments_follows_float64_adam(rng):
+    """bf16 parameters, f32 moments: against a float64 Adam whose update and parameters
+    are rounded to bfloat16 where jopt stores them.  Rounding flips from the f32 vs f64
+    moments stay within a few bfloat16 ulps."""
+    eta, b1, b2, eps = 0.05, 0.9, 0.999, 1e-8
+    bf16 = jnp.bfloat16
+    p0 = np.asarray(rng.uniform(0.5, 2.0, size=16), bf16)
+    grads = np.asarray(rng.normal(size=(30, 16)), bf16)
+    optimizer = jopt.adam(eta, b1, b2, eps, mu_dtype=jnp.float32, nu_dtype=jnp.float32)
+
+    def body(carry, g):
+        p, state = carry
+        updates, state = optimizer.update(g, state, p)
+        return (jopt.apply_updates(p, updates), state), None
+
+    (p, _), _ = jax.jit(lambda p: jax.lax.scan(body, (p, optimizer.init(p)), grads))(
+        jnp.asarray(p0)
+    )
+    assert p.dtype == bf16
+
+    ref = p0.copy()
+    m = v = np.zeros(16)
+    for t, g in enumerate(grads.astype(np.float64), start=1):
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g**2
+        u = ((m / (1 - b1**t)) / (np.sqrt(v / (1 - b2**t)) + eps)).astype(bf16)
+        step = (np.float32(-eta) * u.astype(np.float32)).astype(bf16)
+        ref = (ref.astype(np.float32) + step.astype(np.float32)).astype(bf16)
+    ulp = 2.0**-7 * np.maximum(np.abs(ref.astype(np.float64)), 2.0**-7)
+    np.testing.assert_array_less(
+        np.abs(np.asarray(p, np.float64) - ref.astype(np.float64)), 3 * ulp
+    )
+
+
+# --- step counts saturate --------------------------------------------------------------
+
+
+def test_adam_count_saturates_at_int32_max(rng):
+    b1, b2, eps, eta = 0.9, 0.999, 1e-8, 0.1
+    optimizer = jopt.adam(eta, b1, b2, eps)
+    mu, nu = rng.normal(size=4), rng.uniform(0.1, 1.0, size=4)
+    state = (
+        jopt.ScaleByAdamState(jnp.asarray(INT32_MAX - 2, jnp.int32), mu, nu),
+        jopt.EmptyState(),
+    )
+    step = jax.jit(optimizer.update)
+    counts = []
+    for _ in range(4):
+        g = rng.normal(size=4)
+        updates, state = step(g, state)
+        counts.append(int(state[0].count))
+        assert state[0].count.dtype == jnp.int32
+        # At t ≈ 2³¹ both βᵗ are 0: the bias corrections are exactly 1.
+        mu = b1 * mu + (1 - b1) * g
+        nu = b2 * nu + (1 - b2) * g**2
+        np.testing.assert_allclose(updates, -eta * mu / (np.sqrt(nu) + eps), rtol=1e-10)
+    assert counts == [INT32_MAX - 1, INT32_MAX, INT32_MAX, INT32_MAX]
+
+
+def test_schedule_and_adamax_counts_saturate():
+    schedule = jopt.scale_by_schedule(lambda count: count.astype(jnp.float64))
+    state = jopt.ScaleByScheduleState(jnp.asarray(INT32_MAX - 1, jnp.int32))
+    seen = []
+    for _ in range(3):
+        updates, state = jax.jit(schedule.update)(jnp.ones(()), state)
+        seen.append(float(updates))  # the schedule's argument: the count before the step
+    assert seen == [INT32_MAX - 1, INT32_MAX, INT32_MAX]
+
+    adamax = jopt.scale_by_adamax()
+    state = adamax.init(jnp.ones(2))._replace(count=jnp.asarray(INT32_MAX, jnp.int32))
+    updates, state = adamax.update(jnp.ones(2), state)
+    assert int(state.count) == INT32_MAX and np.all(np.isfinite(updates))
+
+
+def test_skip_counters_saturate():
+    optimizer = jopt.skip_nonfinite(jopt.sgd(0.1))
+    state = optimizer.init(jnp.ones(2))
+    state = state._replace(
+        total_skipped=jnp.asarray(INT32_MAX - 1, jnp.int32),
+        consecutive_nonfinite=jnp.asarray(INT32_MAX - 1, jnp.int32),
+    )
+    for _ in range(3):
+        _, state = jax.jit(optimizer.update)(jnp.asarray([jnp.nan, 1.0]), state)
+    assert int(state.total_skipped) == INT32_MAX
+    assert int(state.consecutive_nonfinite) == INT32_MAX
+
+
+# --- skip_nonfinite --------------------------------------------------------------------
+
+BAD_STEPS = {2: np.nan, 5: np.inf, 6: -np.inf, 10: np.nan}
+STEPS = 12
+
+
+def _clean_grads(rng, params, steps=STEPS):
+    return [
+        jax.tree.map(lambda p: np.asarray(rng.normal(size=np.shape(p)), p.dtype), params)
+        for _ in range(steps)
+    ]
+
+
+def _poison(grads, value, rng):
+    """Put ``value`` into one entry of one (randomly chosen) leaf."""
+    leaves, treedef = jax.tree.flatten(grads)
+    sizable = [i for i, leaf in enumerate(leaves) if np.size(leaf) > 0]
+    i = sizable[rng.integers(len(sizable))]
+    leaf = np.array(leaves[i])
+    leaf.reshape(-1)[rng.integers(leaf.size)] = value
+    leaves[i] = leaf
+    return treedef.unflatten(leaves)
+
+
+def _run(optimizer, params, grads, jit=True):
+    def step(params, state, g):
+        updates, state = optimizer.update(g, state, params)
+        return jopt.apply_updates(params, updates), state
+
+    step = jax.jit(step) if jit else step
+    state = optimizer.init(params)
+    history = []
+    for g in grads:
+        params, state = step(params, state, g)
+        history.append((params, state))
+    return history
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_skipped_steps_are_as_if_never_seen(name, rng):
+    """NaN/±inf at chosen steps, against a run that never saw those steps.
+
+    Under jit the reference is the same wrapped optimizer fed only the clean steps: a
+    different program (the bare optimizer) may be compiled with different fusions and
+    differ in the last bit (seen: 1 ulp for centered RMSprop and AdamW).  Eagerly, op
+    by op, the reference is the bare optimizer itself.
+    """
+    params = {
+        "dense": {"w": np.asarray(rng.normal(size=(3, 4)), np.float32), "b": np.zeros(4)},
+        "stack": [np.asarray(rng.normal(size=(2,)), np.float32)],
+    }
+    grads = _clean_grads(rng, params)
+    poisoned = [_poison(g, BAD_STEPS[t], rng) if t in BAD_STEPS else g for t, g in enumerate(grads)]
+    clean = [g for t, g in enumerate(grads) if t not in BAD_STEPS]
+    wrapped = _run(jopt.skip_nonfinite(OPTIMIZERS[name]()), params, poisoned)
+    reference = _run(jopt.skip_nonfinite(OPTIMIZERS[name]()), params, clean)
+
+    final_params, final_state = wrapped[-1]
+    assert_trees_bitwise_equal(final_params, reference[-1][0])
+    assert_trees_bitwise_equal(final_state.inner_state, reference[-1][1].inner_state)
+    assert int(final_state.total_skipped) == len(BAD_STEPS)
+    assert int(reference[-1][1].total_skipped) == 0
+    assert int(final_state.consecutive_nonfinite) == 0
+    # A skipped step returns the parameters bit for bit.
+    for t in BAD_STEPS:
+        before = wrapped[t - 1][0] if t else params
+        assert_trees_bitwise_equal(wrapped[t][0], jax.tree.map(jnp.asarray, before))
+
+    # Eagerly, against the bare optimizer (first 7 steps: three of them poisoned).
+    eager = _run(jopt.skip_nonfinite(OPTIMIZERS[name]()), params, poisoned[:7], jit=False)
+    bare = _run(
+        OPTIMIZERS[name](),
+        params,
+        [g for t, g in enumerate(grads[:7]) if t not in BAD_STEPS],
+        jit=False,
+    )
+    assert_trees_bitwise_equal(eager[-1][0], bare[-1][0])
+    assert_trees_bitwise_equal(eager[-1][1].inner_state, bare[-1][1])
+
+
+def _expected_counters(finite, max_consecutive):
+    """A plain restatement of the documented rule, step by step."""
+    total = consecutive = 0
+    rows = []
+    for ok in finite:
+        skip = not ok and (max_consecutive is None or consecutive < max_consecutive)
+        total += skip
+        consecutive = 0 if ok else consecutive + 1
+        rows.append((skip, total, consecutive))
+    return rows
+
+
+@pytest.mark.parametrize("max_consecutive", [None, 0, 2])
+def test_counters_and_max_consecutive(max_consecutive):
+    finite = [True, False, False, False, True, False, True, False, False]
+    optimizer = jopt.skip_nonfinite(jopt.sgd(0.5), max_consecutive=max_consecutive)
+    state = optimizer.init(jnp.zeros(2))
+    step = jax.jit(optimizer.update)
+    for ok, (skip, total, consecutive) in zip(finite, _expected_counters(finite, max_consecutive)):
+        g = jnp.asarray([1.0, 2.0]) if ok else jnp.asarray([jnp.nan, 2.0])
+        updates, state = step(g, state)
+        assert int(state.total_skipped) == total and int(state.consecutive_nonfinite) == consecutive
+        if skip:
+            np.testing.assert_array_equal(updates, [0.0, 0.0])
+            assert np.all(np.signbit(updates))  # −0.0: x + (−0.0) is x, even for x = −0.0
+        elif ok:
+            np.testing.assert_array_equal(updates, [-0.5, -1.0])
+        else:  # let through: the NaN reaches the parameters
+            assert np.isnan(updates[0]) and updates[1] == -1.0
+
+
+def test_a_skipped_step_keeps_negative_zero_and_ignores_untrained_leaves():
+    optimizer = jopt.skip_nonfinite(jopt.adam(0.1))
+    params = {"w": jnp.asarray([-0.0, 0.0, 1.5]), "count": jnp.asarray(3), "none": None}
+    state = optimizer.init(params)
+    nan = {"w": jnp.asarray([1.0, jnp.nan, 1.0]), "count": jnp.asarray(0), "none": None}
+    updates, new_state = jax.jit(optimizer.update)(nan, state, params)
+    assert_trees_bitwise_equal(jopt.apply_updates(params, updates), params)
+    assert_trees_bitwise_equal(new_state.inner_state, state.inner_state)
+    # Integer leaves are never looked at: a finite float part is not skipped.
+    fine = {"w": jnp.ones(3), "count": jnp.asarray(INT32_MAX), "none": None}
+    _, new_state = optimizer.update(fine, state, params)
+    assert int(new_state.total_skipped) == 0
+
+
+def test_a_complex_nan_in_the_imaginary_part_is_caught():
+    optimizer = jopt.skip_nonfinite(jopt.adam(0.1))
+    params = jnp.asarray([1.0 + 1.0j, 2.0])
+    state = optimizer.init(params)
+    updates, state = optimizer.update(jnp.asarray([1.0 + 1j * np.nan, 1.0]), state, params)
+    assert int(state.total_skipped) == 1
+    assert_trees_bitwise_equal(jopt.apply_updates(params, updates), params)
+
+
+def test_no_retrace_when_a_step_is_skipped(trace_counter):
+    optimizer = jopt.skip_nonfinite(jopt.adam(0.1), max_consecutive=1)
+    step = jax.jit(trace_counter.wrap(optimizer.update))
+    state = optimizer.init(jnp.ones(3))
+    for value in [1.0, np.nan, np.nan, 1.0, np.inf]:
+        _, state = step(jnp.full(3, value), state, jnp.ones(3))
+    assert trace_counter.count == 1
+    assert int(state.total_skipped) == 2
+
+
+def test_vmap_skips_only_the_problems_that_saw_a_nan():
+    optimizer = jopt.skip_nonfinite(jopt.sgd(1.0))
+    params = jnp.zeros((3, 2))
+    grads = jnp.asarray([[1.0, 1.0], [jnp.nan, 1.0], [2.0, 2.0]])
+    state = jax.vmap(optimizer.init)(params)
+    updates, state = jax.vmap(optimizer.update)(grads, state, params)
+    np.testing.assert_array_equal(updates, [[-1.0, -1.0], [0.0, 0.0], [-2.0, -2.0]])
+    np.testing.assert_array_equal(state.total_skipped, [0, 1, 0])
+
+
+def test_wraps_an_optax_optimizer():
+    optimizer = jopt.skip_nonfinite(optax.adam(0.1))
+    params = jnp.ones(2)
+    state = optimizer.init(params)
+    _, state = optimizer.update(jnp.ones(2), state, params, unknown_extra_arg=1)
+    _, skipped = optimizer.update(jnp.asarray([1.0, jnp.inf]), state, params)
+    assert_trees_bitwise_equal(skipped.inner_state, state.inner_state)
+    assert int(skipped.total_skipped) == 1
