@@ -201,7 +201,13 @@ def inject_hyperparams(
         def init(params):
             scheduled = evaluate_schedules(count0)
             inner_state = build(live, scheduled).init(params)
-            return InjectHyperparamsState(count0, dict(live), scheduled, inner_state)
+            # The 0-d state arrays are laid out like the inner state's step counts.
+            return InjectHyperparamsState(
+                _scalar_like(params, count0, jnp.int32),
+                {name: _scalar_like(params, value, dtype) for name, value in live.items()},
+                {name: _scalar_like(params, value, dtype) for name, value in scheduled.items()},
+                inner_state,
+            )
 
         def update(updates, state, params=None, **extra_args):
             if not isinstance(state, InjectHyperparamsState):
@@ -220,6 +226,13 @@ def inject_hyperparams(
         return GradientTransformation(init, update)
 
     return wrapped_factory
+
+
+def _scalar_like(params: Any, value: Any, dtype) -> jax.Array:
+    """``_tree.scalar_like`` for a concrete value; a traced one (init under jit) as is."""
+    if _checks.is_concrete(value):
+        return _tree.scalar_like(params, np.asarray(value), dtype)
+    return jnp.asarray(value, dtype)
 
 
 # --- reading and writing the live values ------------------------------------------------
@@ -277,7 +290,10 @@ def _check_new_value(name: str, value: Any, old: jax.Array) -> jax.Array:
     _checks.check_finite(value, name)
     if name in _RANGE_CHECKS:
         _RANGE_CHECKS[name](value, name)
-    # Same dtype and shape as before: a jitted step sees the same input type, no retrace.
+    # Same dtype, shape and placement as before: a jitted step sees the same input type
+    # and does not retrace.
+    if isinstance(old, jax.Array) and _checks.is_concrete(old) and _checks.is_concrete(value):
+        return _tree.scalar_like(old, np.asarray(value), old.dtype)
     return jnp.asarray(value, dtype=old.dtype)
 
 
@@ -307,7 +323,7 @@ def set_hyperparams(state: Any, **values: float | jax.Array) -> Any:
             )
         if name not in injected.hyperparams:
             raise ValueError(
-                f"{name} is not a live hyperparameter of this state (live: "
+                f"{name!r} is not a live hyperparameter of this state (live: "
                 f"{sorted(injected.hyperparams)}); literal Python zeros, booleans and other "
                 f"non-numeric arguments stay static"
             )

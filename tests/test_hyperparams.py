@@ -1,0 +1,330 @@
+"""Live hyperparameters: inject_hyperparams, get_hyperparams, set_hyperparams.
+
+An injected optimizer must follow the same trajectory as the plain one, keep the same
+state structure from ``init`` to ``update`` (so ``lax.scan`` and ``jit`` accept it), and
+let ``set_hyperparams`` change a value with no retracing; the trajectories after a change
+are checked against NumPy restatements of the update rules.
+"""
+
+from __future__ import annotations
+
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import jopt
+from jopt import schedules
+
+STEPS = 12
+
+
+def _noisy_quadratic_run(optimizer, params, steps=STEPS, seed=3):
+    """Closed loop on ``½‖θ − target‖² + noise``; returns the params after every step."""
+    rng = np.random.default_rng(seed)
+    leaves, treedef = jax.tree.flatten(params)
+    target = treedef.unflatten([rng.normal(size=np.shape(x)) for x in leaves])
+    noise = [
+        treedef.unflatten([rng.normal(size=np.shape(x)) for x in leaves]) for _ in range(steps)
+    ]
+    state = optimizer.init(params)
+
+    @jax.jit
+    def step(params, state, noise):
+        grads = jax.tree.map(lambda p, t, n: p - t + 0.3 * n, params, target, noise)
+        updates, state = optimizer.update(grads, state, params)
+        return jopt.apply_updates(params, updates), state
+
+    path = []
+    for t in range(steps):
+        params, state = step(params, state, noise[t])
+        path.append(params)
+    return path, state
+
+
+OPTIMIZERS = [
+    ("sgd", jopt.sgd, dict(learning_rate=0.1)),
+    ("sgd-momentum-wd", jopt.sgd, dict(learning_rate=0.05, momentum=0.9, weight_decay=0.01)),
+    ("sgd-nesterov", jopt.sgd, dict(learning_rate=0.05, momentum=0.8, nesterov=True)),
+    ("momentum", jopt.momentum, dict(learning_rate=0.05, momentum=0.8)),
+    ("nesterov", jopt.nesterov, dict(learning_rate=0.05, momentum=0.7, weight_decay=0.02)),
+    (
+        "adagrad",
+        jopt.adagrad,
+        dict(learning_rate=0.1, initial_accumulator_value=0.1, eps=1e-3, weight_decay=0.01),
+    ),
+    ("adagrad-eps-root", jopt.adagrad, dict(learning_rate=0.1, eps=0.0, eps_root=1e-6)),
+    ("adadelta", jopt.adadelta, dict(learning_rate=0.5, rho=0.8, eps=1e-4, weight_decay=0.01)),
+    ("rmsprop", jopt.rmsprop, dict(learning_rate=0.01, decay=0.95, eps=1e-6)),
+    (
+        "rmsprop-centered-momentum",
+        jopt.rmsprop,
+        dict(learning_rate=0.005, decay=0.9, centered=True, momentum=0.7, weight_decay=0.02),
+    ),
+    ("adam", jopt.adam, dict(learning_rate=0.01, b1=0.8, b2=0.99, eps=1e-6)),
+    (
+        "adam-amsgrad-wd",
+        jopt.adam,
+        dict(learning_rate=0.01, b1=0.8, b2=0.99, eps=1e-6, amsgrad=True, weight_decay=0.02),
+    ),
+    ("adamw", jopt.adamw, dict(learning_rate=0.01, b1=0.85, weight_decay=0.1)),
+    ("adamax", jopt.adamax, dict(learning_rate=0.02, b1=0.8, b2=0.99, eps=1e-6)),
+    (
+        "sgd-momentum-schedule",
+        jopt.sgd,
+        dict(learning_rate=schedules.exponential_decay(0.1, 0.5, 3, staircase=True), momentum=0.9),
+    ),
+    (
+        "adam-schedule",
+        jopt.adam,
+        dict(learning_rate=schedules.warmup_cosine_decay(0.0, 0.05, 3, 10), b1=0.8),
+    ),
+    ("sgd-live-zero-momentum", jopt.sgd, dict(learning_rate=0.1, momentum=jnp.asarray(0.0))),
+]
+
+
+@pytest.mark.parametrize("name, factory, kwargs", OPTIMIZERS, ids=[o[0] for o in OPTIMIZERS])
+def test_injected_optimizer_follows_the_plain_trajectory(name, factory, kwargs, rng):
+    # A small tree keeps the compilations cheap; nested trees are covered below.
+    params = {"w": rng.normal(size=(3, 2)), "b": np.asarray(rng.normal())}
+    plain_path, plain_state = _noisy_quadratic_run(factory(**kwargs), params)
+    injected = jopt.inject_hyperparams(factory)(**kwargs)
+    injected_path, injected_state = _noisy_quadratic_run(injected, params)
+    for t, (a, b) in enumerate(zip(injected_path, plain_path)):
+        for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+            np.testing.assert_allclose(x, y, rtol=1e-13, atol=1e-15, err_msg=f"step {t + 1}")
+    # The paths really move (a no-op on both sides would pass the comparison).
+    assert not np.allclose(plain_path[-1]["w"], params["w"])
+
+    # Numbers are live, except literal zeros (they leave their block out of the chain).
+    zeros = {k for k, v in kwargs.items() if isinstance(v, float) and v == 0}
+    live = {k for k, v in kwargs.items() if isinstance(v, float | jax.Array)} - zeros
+    scheduled = {k for k, v in kwargs.items() if callable(v)}
+    assert live <= set(injected_state.hyperparams)
+    assert not zeros & set(injected_state.hyperparams)
+    assert set(injected_state.scheduled) == scheduled
+    if not scheduled:
+        # Same blocks, same state: literal zeros stayed static, so no block was added.
+        assert jax.tree.structure(injected_state.inner_state) == jax.tree.structure(plain_state)
+        for x, y in zip(jax.tree.leaves(injected_state.inner_state), jax.tree.leaves(plain_state)):
+            np.testing.assert_allclose(x, y, rtol=1e-13, atol=1e-15)
+
+
+def test_which_hyperparameters_are_live():
+    sgd = jopt.inject_hyperparams(jopt.sgd)(learning_rate=0.1, momentum=0.9)
+    assert set(sgd.init(jnp.zeros(3)).hyperparams) == {"learning_rate", "momentum"}
+    # Positional arguments are bound by name too; the literal-zero weight_decay stays
+    # static and leaves its block out, as without injection.
+    sgd = jopt.inject_hyperparams(jopt.sgd)(0.1, 0.9, True)
+    state = sgd.init(jnp.zeros(3))
+    assert set(state.hyperparams) == {"learning_rate", "momentum"}
+    adam = jopt.inject_hyperparams(jopt.adam)(learning_rate=1e-3)
+    state = adam.init(jnp.zeros(3))
+    assert set(state.hyperparams) == {"learning_rate", "b1", "b2", "eps"}
+    assert jax.tree.structure(state.inner_state) == jax.tree.structure(
+        jopt.adam(1e-3).init(jnp.zeros(3))
+    )
+    # static_args keeps a numeric argument out; a dtype argument is always static.
+    adam = jopt.inject_hyperparams(jopt.adam, static_args=("eps",))(learning_rate=1e-3)
+    state = adam.init(jnp.zeros(3))
+    assert "eps" not in state.hyperparams
+    hp = jopt.get_hyperparams(state)
+    assert all(v.dtype == jnp.float64 and v.shape == () for v in hp.values())
+
+
+def test_hyperparam_dtype():
+    opt = jopt.inject_hyperparams(jopt.adam, hyperparam_dtype=jnp.float32)(learning_rate=0.1)
+    state = opt.init({"w": jnp.ones(3, jnp.float32)})
+    assert {v.dtype for v in jopt.get_hyperparams(state).values()} == {jnp.dtype(jnp.float32)}
+    state = jopt.set_hyperparams(state, learning_rate=0.5)
+    assert state.hyperparams["learning_rate"].dtype == jnp.float32
+    assert float(state.hyperparams["learning_rate"]) == 0.5
+
+
+def test_state_types_are_the_same_after_update_so_scan_accepts_them(nested_tree):
+    """init and update give states of identical structure, dtypes and weak types."""
+    schedule = schedules.cosine_decay(0.1, 5)
+    opt = jopt.inject_hyperparams(jopt.rmsprop)(learning_rate=schedule, momentum=0.5)
+    state = opt.init(nested_tree)
+    grads = jax.tree.map(jnp.ones_like, nested_tree)
+
+    def body(carry, _):
+        params, state = carry
+        updates, state = opt.update(grads, state, params)
+        return (jopt.apply_updates(params, updates), state), jopt.get_hyperparams(state)
+
+    (params, final), logged = jax.lax.scan(body, (nested_tree, state), length=7)
+    assert jax.tree.structure(final) == jax.tree.structure(state)
+    for a, b in zip(jax.tree.leaves(final), jax.tree.leaves(state)):
+        assert jax.typeof(a) == jax.typeof(b)
+    expected = 0.1 * 0.5 * (1 + np.cos(np.pi * np.minimum(np.arange(7), 5) / 5))
+    np.testing.assert_allclose(logged["learning_rate"], expected, rtol=1e-13, atol=1e-16)
+    np.testing.assert_array_equal(logged["momentum"], 0.5)
+
+
+def test_scheduled_value_in_state_is_the_one_the_update_used():
+    """At init the state holds schedule(0); after update t (1-based), schedule(t − 1)."""
+    schedule = schedules.linear(1.0, 0.0, 8)
+    opt = jopt.inject_hyperparams(jopt.sgd)(learning_rate=schedule)
+    params = jnp.zeros([])
+    state = opt.init(params)
+    assert float(jopt.get_hyperparams(state)["learning_rate"]) == 1.0
+    for t in range(1, 11):
+        updates, state = opt.update(jnp.ones([]), state, params)
+        used = -float(updates)  # gradient 1, so the update is −η
+        expected = 1.0 - min((t - 1) / 8, 1.0)
+        assert used == pytest.approx(expected, rel=1e-14, abs=1e-16)
+        assert float(jopt.get_hyperparams(state)["learning_rate"]) == pytest.approx(used, rel=1e-14)
+        assert int(state.count) == t
+
+
+# --- set_hyperparams ------------------------------------------------------------------------
+
+
+def test_set_hyperparams_changes_values_without_retracing(trace_counter):
+    """Heavy ball on ½(θ − c)², with η and γ changed halfway, against NumPy."""
+    opt = jopt.inject_hyperparams(jopt.sgd)(learning_rate=0.1, momentum=0.9)
+    target = np.array([1.0, -2.0, 0.5])
+    params = jnp.zeros(3)
+    state = opt.init(params)
+
+    def step(params, state):
+        updates, state = opt.update(params - target, state, params)
+        return jopt.apply_updates(params, updates), state
+
+    step = jax.jit(trace_counter.wrap(step))
+    theta, velocity = np.zeros(3), np.zeros(3)
+    for t in range(8):
+        if t == 4:
+            old = state
+            state = jopt.set_hyperparams(state, learning_rate=0.02, momentum=0.5)
+            # The old state is unchanged.
+            assert float(jopt.get_hyperparams(old)["learning_rate"]) == 0.1
+        lr, gamma = (0.1, 0.9) if t < 4 else (0.02, 0.5)
+        params, state = step(params, state)
+        velocity = gamma * velocity + (theta - target)
+        theta = theta - lr * velocity
+        np.testing.assert_allclose(params, theta, rtol=1e-14, atol=1e-16)
+    assert trace_counter.count == 1
+    assert float(jopt.get_hyperparams(state)["momentum"]) == 0.5
+
+
+def test_set_hyperparams_on_adam_betas_without_retracing(trace_counter, nested_tree):
+    opt = jopt.inject_hyperparams(jopt.adam)(learning_rate=0.01)
+    state = opt.init(nested_tree)
+    grads = jax.tree.map(jnp.ones_like, nested_tree)
+    update = jax.jit(trace_counter.wrap(opt.update))
+    _, state = update(grads, state, nested_tree)
+    state = jopt.set_hyperparams(state, b1=0.5, b2=0.9, eps=1e-3, learning_rate=0.1)
+    updates, state = update(grads, state, nested_tree)
+    assert trace_counter.count == 1
+    # Adam on a constant gradient g = 1: step 1 with the defaults, step 2 with the new values.
+    m = v = 0.0
+    for t, (b1, b2, eps, lr) in enumerate([(0.9, 0.999, 1e-8, 0.01), (0.5, 0.9, 1e-3, 0.1)], 1):
+        m, v = b1 * m + (1 - b1), b2 * v + (1 - b2)
+        u = -lr * (m / (1 - b1**t)) / (np.sqrt(v / (1 - b2**t)) + eps)
+    for leaf in jax.tree.leaves(updates):
+        np.testing.assert_allclose(leaf, u, rtol=1e-13)
+
+
+def test_a_live_zero_can_be_switched_on():
+    """``momentum=jnp.asarray(0.0)`` keeps the trace block, so momentum can start later."""
+    opt = jopt.inject_hyperparams(jopt.sgd)(learning_rate=0.1, momentum=jnp.asarray(0.0))
+    params, theta, velocity = jnp.asarray(2.0), 2.0, 0.0
+    state = opt.init(params)
+    update = jax.jit(opt.update)
+    for t in range(6):
+        gamma = 0.0 if t < 3 else 0.9
+        if t == 3:
+            state = jopt.set_hyperparams(state, momentum=0.9)
+        updates, state = update(params, state, params)  # J = θ²/2
+        params = jopt.apply_updates(params, updates)
+        velocity = gamma * velocity + theta
+        theta = theta - 0.1 * velocity
+        assert float(params) == pytest.approx(theta, rel=1e-14)
+
+
+BAD_VALUES = [
+    ("lr", 0.1, ValueError, "'lr' is not a live hyperparameter"),
+    ("momentum", 0.9, ValueError, "momentum"),  # a literal zero: static
+    ("nesterov", True, ValueError, "nesterov"),
+    ("learning_rate", -0.1, ValueError, "learning_rate"),
+    ("learning_rate", float("nan"), ValueError, "learning_rate"),
+    ("learning_rate", float("inf"), ValueError, "learning_rate"),
+    ("learning_rate", np.ones(2), ValueError, "learning_rate must have shape"),
+    ("learning_rate", "fast", TypeError, "learning_rate"),
+    ("learning_rate", True, TypeError, "learning_rate"),
+    ("b1", 1.0, ValueError, "b1"),
+    ("b2", -0.1, ValueError, "b2"),
+    ("eps", -1e-8, ValueError, "eps"),
+]
+
+
+@pytest.mark.parametrize("name, value, error, match", BAD_VALUES)
+def test_set_hyperparams_validates(name, value, error, match):
+    state = jopt.inject_hyperparams(jopt.adam)(learning_rate=0.1).init(jnp.zeros(2))
+    with pytest.raises(error, match=re.escape(match)):
+        jopt.set_hyperparams(state, **{name: value})
+
+
+def test_set_hyperparams_refuses_a_scheduled_value():
+    opt = jopt.inject_hyperparams(jopt.sgd)(learning_rate=schedules.constant(0.1))
+    with pytest.raises(ValueError, match="learning_rate follows a schedule"):
+        jopt.set_hyperparams(opt.init(jnp.zeros(2)), learning_rate=0.2)
+
+
+def test_bad_hyperparameters_fail_at_construction():
+    with pytest.raises(ValueError, match="b1"):
+        jopt.inject_hyperparams(jopt.adam)(learning_rate=0.1, b1=1.5)
+    with pytest.raises(ValueError, match="learning_rate"):
+        jopt.inject_hyperparams(jopt.sgd)(learning_rate=float("nan"))
+    with pytest.raises(ValueError, match="learning_rate"):
+        jopt.inject_hyperparams(jopt.sgd)(learning_rate=-1.0)
+    with pytest.raises(ValueError, match="static_args"):
+        jopt.inject_hyperparams(jopt.sgd, static_args=("lr",))(learning_rate=0.1)
+    with pytest.raises(TypeError, match="factory"):
+        jopt.inject_hyperparams(lambda *args: jopt.sgd(*args))(0.1)
+    with pytest.raises(TypeError):
+        jopt.inject_hyperparams(jopt.sgd)(lr=0.1)
+
+
+# --- finding the injected state inside others ----------------------------------------------
+
+
+def test_get_and_set_inside_a_chain_and_a_partition():
+    params = {"a": jnp.ones(2), "b": jnp.ones(3)}
+    chained = jopt.chain(
+        jopt.clip_by_global_norm(10.0), jopt.inject_hyperparams(jopt.sgd)(learning_rate=0.1)
+    )
+    state = chained.init(params)
+    assert float(jopt.get_hyperparams(state)["learning_rate"]) == 0.1
+    state = jopt.set_hyperparams(state, learning_rate=0.3)
+    assert isinstance(state, tuple) and float(state[1].hyperparams["learning_rate"]) == 0.3
+    updates, _ = chained.update(params, state, params)
+    np.testing.assert_allclose(updates["b"], -0.3)
+
+    groups = jopt.partition(
+        {
+            "x": jopt.inject_hyperparams(jopt.sgd)(learning_rate=0.1),
+            "y": jopt.inject_hyperparams(jopt.adam)(learning_rate=0.2),
+        },
+        {"a": "x", "b": "y"},
+    )
+    state = groups.init(params)
+    with pytest.raises(ValueError, match="2 injected optimizers"):
+        jopt.get_hyperparams(state)
+    assert float(jopt.get_hyperparams(state.inner_states["y"])["learning_rate"]) == 0.2
+    with pytest.raises(ValueError, match="no injected hyperparameters"):
+        jopt.get_hyperparams(jopt.adam().init(params))
+
+
+def test_injects_into_an_optax_factory(nested_tree):
+    """An optax factory works too and follows optax's own trajectory."""
+    kwargs = dict(learning_rate=0.01, b1=0.8, b2=0.99)
+    ours, _ = _noisy_quadratic_run(jopt.inject_hyperparams(optax.adam)(**kwargs), nested_tree)
+    theirs, _ = _noisy_quadratic_run(optax.adam(**kwargs), nested_tree)
+    for a, b in zip(jax.tree.leaves(ours[-1]), jax.tree.leaves(theirs[-1])):
+        np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-15)
