@@ -89,8 +89,8 @@ def skip_nonfinite(
     def init(params):
         return SkipNonfiniteState(
             inner_state=inner.init(params),
-            total_skipped=jnp.zeros([], jnp.int32),
-            consecutive_nonfinite=jnp.zeros([], jnp.int32),
+            total_skipped=_tree.scalar_like(params, 0, jnp.int32),
+            consecutive_nonfinite=_tree.scalar_like(params, 0, jnp.int32),
         )
 
     def update(updates, state, params=None, **extra_args):
