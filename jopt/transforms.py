@@ -179,7 +179,12 @@ def _global_norm(updates: Any) -> jax.Array:
         for g in jax.tree.leaves(updates)
         if _tree.is_trainable(g)
     ]
-    return jnp.sqrt(sum(squares)) if squares else jnp.zeros([], jnp.float32)
+    if not squares:
+        return jnp.zeros([], jnp.float32)
+    total = sum(squares)
+    # √ only of positive sums: the norm is then differentiable (gradient 0) at g = 0 too.
+    positive = total > 0
+    return jnp.where(positive, jnp.sqrt(jnp.where(positive, total, 1)), 0)
 
 
 def clip_by_global_norm(max_norm: float | jax.Array) -> GradientTransformation:

@@ -406,7 +406,7 @@ def accumulate(optimizer: GradientTransformation, every_k: int) -> GradientTrans
 
     def init(params):
         return AccumulateState(
-            micro_step=jnp.zeros([], jnp.int32),
+            micro_step=_tree.scalar_like(params, 0, jnp.int32),
             grad_sum=_tree.zeros_like(params),
             inner_state=inner.init(params),
         )
