@@ -134,8 +134,10 @@ def apply_updates(params: Params, updates: Updates) -> Params:
     ``None`` parameters stay ``None``.  Integer and boolean parameters are returned
     unchanged whatever their update is (``jax.grad(..., allow_int=True)`` gives them
     ``float0`` gradients), so trees with step counters or masks can be trained as a
-    whole.
+    whole.  Trees whose structures or shapes disagree raise a ``ValueError`` naming the
+    first differing path (an update must never be broadcast into a parameter).
     """
+    _tree.check_matches(updates, "params", params)
 
     def apply(param, update):
         if param is None:
