@@ -276,12 +276,13 @@ fig.tight_layout()
 η).  *Top*, the ravine f = 0.02x² + 2y²: SGD zig-zags across the narrow direction
 and crawls along the long one; Momentum averages the alternating gradients away into
 a slow swing it damps as it goes, and runs along the valley; Nesterov's look-ahead
-damps the swing sooner.  *Middle*, Beale's function
-(log-spaced contours), whose minimum is at (3, 0.5).  *Bottom*, the saddle x² − y²
+damps the swing sooner.  *Middle*, Beale's function (log-spaced contours), whose
+minimum is at (3, 0.5).  *Bottom*, the saddle x² − y²
 started at (1, 10⁻³): SGD, Momentum and Nesterov first slide towards the saddle point
 before the tiny y-component grows, while the adaptive methods turn away at once.
-Adadelta's early steps are small everywhere: its first step is about √ε = 10⁻³ long
-whatever the surface, and grows from there (see its units below).
+Adadelta's early steps are small everywhere: from a zero state its first step,
+√ε/√((1 − ρ)g² + ε)·g, is at most √(ε/(1 − ρ)) ≈ 3·10⁻³ long whatever the surface,
+and its steps grow from there.
 
 # %% [markdown]
 ## The saddle race
@@ -323,9 +324,9 @@ HTML(html)
 
 # %% [markdown]
 **Figure 2.** The saddle race: all eight optimizers from (1, 10⁻⁶) with η = 0.05
-(Adadelta without a learning rate), one frame every three to four steps.  The adaptive methods
-leave along y within a few dozen steps; SGD sits near the saddle point for over a
-hundred.
+(Adadelta without a learning rate), one frame every three to four steps.  The
+adaptive methods leave along y within a few dozen steps; SGD sits near the saddle
+point for over a hundred.
 
 # %% [markdown]
 ## The lecture's table, measured
@@ -660,8 +661,8 @@ fig.tight_layout()
 
 # %% [markdown]
 **Figure 3.** Histograms of the activations of layers 1, 5, 10, 20 and 30 (counts over
-256 inputs × 256 units; for ReLU only the positive half).  Rows 1–3, tanh with inputs of
-std 0.1: Xavier keeps the same spread at every depth; the small start collapses to a
+256 inputs × 256 units; for ReLU only the positive half).  Rows 1–3, tanh with
+inputs of std 0.1: Xavier keeps the same spread at every depth; the small start collapses to a
 spike at zero after one layer; the large start drives every unit into tanh's flat tails
 at ±1, where its gradient vanishes.  Rows 4–5, ReLU with unit inputs: He keeps the
 spread (up to the wandering of a single network, see Figure 4); Xavier halves the
@@ -673,9 +674,9 @@ second moment at every layer and is gone by layer 20.
 Measured Var(a[l]) / Var(x) for every layer, beside the lecture's product
 Π n·Var(W[l]), with Var(W[l]) taken from the sampled kernels.  For ReLU the quantity He
 keeps is the second moment E[a²]: E[relu(z)²] = Var(z)/2, so the product is
-Π n·Var(W[l])/2.  A single network's variance wanders (a multiplicative random walk whose
-spread grows with depth/width); the derivation is an expectation over the weights, so the
-ReLU panel averages 16 networks (thin lines: each one).
+Π n·Var(W[l])/2.  A single network's variance wanders (a multiplicative random walk
+whose spread grows with depth/width); the derivation is an expectation over the
+weights, so the ReLU panel averages 16 networks (thin lines: each one).
 
 # %%
 @partial(jax.jit, static_argnums=(0, 1))
@@ -817,9 +818,9 @@ ax.legend(fontsize=8)
 # %% [markdown]
 **Figure 6.** PyTorch's default init through 30 layers of width 256.  The linear stack
 follows 3⁻ˡ exactly as the formula says (10⁻¹⁴ after 30 layers); the tanh stack, which
-is linear once the signal is small, shrinks the same way.  Torch's modules are rarely
-this deep without normalization layers or residual connections, which is why the
-default works in practice; for a plain deep stack, pick Xavier or He.
+is linear once the signal is small, shrinks the same way.  Deep torch models usually
+add normalization layers or residual connections, which reset the scale; for a plain
+deep stack, pick Xavier or He.
 
 # %%
 linear, tanh_torch = torch_var["linear"], torch_var["tanh"]
@@ -935,7 +936,6 @@ def run(batch_size, epochs, optimizer, every=1):
     clock["mark"] = time.perf_counter()
     params, _, history = fit(loss_fn, PARAMS0, optimizer, TRAIN, batch_size=batch_size,
                              epochs=epochs, key=jax.random.key(1), progress=False,
-                             eval_fn=lambda p: {"test accuracy": test_accuracy(p)},
                              callback=callback)
     return params, history, {name: np.asarray(values) for name, values in record.items()}
 
@@ -957,12 +957,12 @@ ax1.legend()
 ax2.legend()
 
 # %% [markdown]
-**Figure 1.** Full training loss of plain SGD (η = 0.1) under the three regimes, against
-the number of updates (*left*, log axis) and against the time spent in them
-(*right*).  Per update, the full-batch gradient is the best direction and batch GD
-falls furthest; but each of its steps reads all 1,440 images.  One image per step is
-cheap but noisy; 32 per step gets most of the full gradient's direction at a fraction
-of its cost.  Absolute times depend on the machine.
+**Figure 1.** Full training loss of plain SGD (η = 0.1) under the three regimes,
+against the number of updates (*left*, log axis) and against the time spent in them
+(*right*).  Per update, 32 images do about as well as all 1,440, and one image does
+worse, and noisily.  Per second the small batches win, since every step of batch GD
+reads all 1,440 images: 32 per step gets nearly the full gradient's direction at a
+fraction of its cost.  Absolute times depend on the machine.
 
 # %%
 def first_step_below(record, level):
@@ -1022,9 +1022,9 @@ for name, h in eight.items():
 
 # %% [markdown]
 **Figure 2.** The eight optimizers on the same network, data order and initial
-weights.  *Left*, the mean loss of each epoch's mini-batches; *right*, accuracy on the 357 held-out
-digits after each epoch.  With these common settings all of them learn the task; the
-differences are in speed.
+weights.  *Left*, the mean loss of each epoch's mini-batches; *right*, accuracy on
+the 357 held-out digits after each epoch.  With these common settings all of them
+learn the task; the differences are in speed.
 
 # %%
 for name, history in eight.items():
@@ -1166,8 +1166,8 @@ ax.set(yscale="log", xlabel="step", ylabel="mean |w − w*|", title="sparse feat
 ax.legend(fontsize=8)
 
 # %% [markdown]
-**Figure 5.** Mean weight error of the frequent (dashed) and rare (solid) features, each
-optimizer at its best η.  SGD learns the frequent weights quickly but the rare ones
+**Figure 5.** Mean weight error of the frequent (dashed) and rare (solid) features,
+each optimizer at its best η.  SGD learns the frequent weights quickly but the rare ones
 only get a gradient in the 2% of examples that contain them, always scaled by the same
 η, which the frequent features keep small for stability.  Adagrad divides each
 coordinate by the root of its own accumulated squared gradients, which stays small for
