@@ -149,10 +149,12 @@ def adadelta(
     ``E[Δθ²]ₜ = ρ·E[Δθ²]ₜ₋₁ + (1 − ρ)·Δθₜ²``, ``θₜ₊₁ = θₜ + η·Δθₜ``.
 
     ``learning_rate`` is only a multiplier, 1.0 (the paper's rule) by default, and is
-    never needed to make progress: the step always descends.  (optax's ``adadelta()``
-    with its default ``learning_rate=None`` ascends.)  ε sits inside the root, as in
-    the paper and torch.  State: ``ScaleByAdadeltaState`` (``grad_sq_avg``: torch
-    ``square_avg``; ``delta_sq_avg``: ``acc_delta``).
+    never needed to make progress: every step points downhill, coordinate by
+    coordinate.  (optax's ``adadelta()`` with its default ``learning_rate=None``
+    ascends.)  Near a minimum the multiplier ``RMS[Δθ]/RMS[g]`` does not shrink, so on
+    stiff problems (curvature L > 2) the loss can oscillate: use ``learning_rate < 2/L``.
+    ε sits inside the root, as in the paper and torch.  State: ``ScaleByAdadeltaState``
+    (``grad_sq_avg``: torch ``square_avg``; ``delta_sq_avg``: ``acc_delta``).
     """
     return chain(
         *_l2(weight_decay),
