@@ -1,6 +1,6 @@
 """jopt: optimizers and initializers for JAX, as composable gradient transformations."""
 
-from jopt import schedules, transforms
+from jopt import schedules, sharding, transforms
 from jopt._core import (
     EmptyState,
     GradientTransformation,
@@ -126,4 +126,5 @@ __all__ = [
     # submodules
     "transforms",
     "schedules",
+    "sharding",
 ]
