@@ -1,6 +1,6 @@
 """jopt: optimizers and initializers for JAX, as composable gradient transformations."""
 
-from jopt import schedules, sharding, transforms
+from jopt import schedules, sharding, training, transforms
 from jopt._core import (
     EmptyState,
     GradientTransformation,
@@ -126,5 +126,6 @@ __all__ = [
     # submodules
     "transforms",
     "schedules",
+    "training",
     "sharding",
 ]
