@@ -1,6 +1,6 @@
 """jopt: optimizers and initializers for JAX, as composable gradient transformations."""
 
-from jopt import schedules, sharding, training, transforms
+from jopt import initializers, schedules, sharding, training, transforms
 from jopt._core import (
     EmptyState,
     GradientTransformation,
@@ -125,6 +125,7 @@ __all__ = [
     "InjectHyperparamsState",
     # submodules
     "transforms",
+    "initializers",
     "schedules",
     "training",
     "sharding",
