@@ -1,0 +1,3 @@
+from jopt._cli import main
+
+raise SystemExit(main())

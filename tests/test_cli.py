@@ -1,0 +1,253 @@
+"""``python -m jopt``: the end-to-end run, its flags, and the measured lecture table.
+
+The lecture's table is the reference for the measured columns; the measurements
+themselves are checked against closed forms and hand-written controls.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jopt
+from jopt import _cli, _lecture_table
+
+pytest.importorskip("sklearn")
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# The lecture's summary table: (adaptive learning rate, consistent units, easily
+# handles saddle points).
+LECTURE_TABLE = {
+    "sgd": (False, False, False),
+    "momentum": (False, False, False),
+    "nesterov": (False, False, False),
+    "adagrad": (True, False, True),
+    "adadelta": (True, True, True),
+    "rmsprop": (True, False, True),
+    "adam": (True, False, True),
+}
+
+
+def run_module(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env.pop("JAX_ENABLE_X64", None)
+    return subprocess.run(
+        [sys.executable, "-m", "jopt", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def assert_agrees_with_the_lecture(table: list[dict]) -> None:
+    rows = {row["method"]: row for row in table}
+    for method, (adaptive, units, saddle) in LECTURE_TABLE.items():
+        row = rows[method]
+        measured = (row["adaptive_lr"], row["consistent_units"], row["handles_saddle"])
+        assert measured == (adaptive, units, saddle), (method, row)
+    sgd_steps = rows["sgd"]["saddle_escape_steps"]["1e-06"]
+    for method in ("adagrad", "adadelta", "rmsprop", "adam"):
+        assert rows[method]["saddle_escape_steps"]["1e-06"] < sgd_steps, (method, rows[method])
+
+
+@pytest.mark.slow
+def test_python_m_jopt_runs_end_to_end(tmp_path):
+    plot = tmp_path / "curves.png"
+    done = run_module("--epochs", "1", "--json", "--plot", str(plot))
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+
+    assert report["config"] == {
+        "optimizers": list(_cli.LECTURE),
+        "epochs": 1,
+        "batch_size": 32,
+        "steps_per_epoch": 45,
+        "seed": 0,
+        "target_loss": 0.1,
+    }
+    assert report["task"]["train_examples"] + report["task"]["test_examples"] == 1797
+    assert [r["optimizer"] for r in report["results"]] == list(_cli.LECTURE)
+    for r in report["results"]:
+        # One epoch takes the loss well below chance, ln 10, and the accuracy well
+        # above chance, 10%.
+        assert 0 < r["final_train_loss"] < 0.5 * math.log(10), r
+        assert 0.5 < r["test_accuracy"] <= 1, r
+        assert r["epoch_step"] == [45]
+        assert 0 < r["compile_time_s"] <= r["wall_time_s"]
+    assert_agrees_with_the_lecture(report["lecture_table"])
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_text_output(capsys):
+    assert _cli.main(["--optimizers", "sgd,adadelta", "--epochs", "1", "--batch-size", "full"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("jopt ") and "1440 train / 357 test" in out[0]
+    assert out[1] == "1 epochs, full batch (1 steps/epoch), seed 0"
+    header = out[3].split()
+    assert header[:4] == ["optimizer", "lr", "train", "loss"]
+    rows = {line.split()[0]: line.split() for line in out[4:6]}
+    assert set(rows) == {"sgd", "adadelta"}
+    assert rows["sgd"][1] == "0.1" and rows["adadelta"][1] == "1"
+    table_start = out.index(
+        "The lecture's table, measured (python -m jopt --help explains the columns):"
+    )
+    lecture_rows = {line.split()[0]: line for line in out[table_start + 3 : table_start + 5]}
+    assert lecture_rows["sgd"].split()[1:3] == ["no", "(1)"]
+    assert "yes (p=-1..1)" in lecture_rows["adadelta"]
+    assert out[-1].startswith("total ") and out[-1].endswith(" s")
+
+
+def test_runs_are_deterministic_for_a_seed(capsys):
+    def run(seed):
+        argv = ["--optimizers", "nesterov,adam", "--epochs", "2", "--batch-size", "64"]
+        assert _cli.main([*argv, "--seed", str(seed), "--json"]) == 0
+        report = json.loads(capsys.readouterr().out)
+        return [{k: v for k, v in r.items() if not k.endswith("time_s")} for r in report["results"]]
+
+    first = run(3)
+    assert run(3) == first
+    assert run(4) != first
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            ["--optimizers", "sgd,foo"],
+            "argument --optimizers: unknown optimizer 'foo'; choose from sgd,",
+        ),
+        (["--optimizers", "adam,adam"], "argument --optimizers: 'adam' listed twice"),
+        (["--epochs", "-3"], "argument --epochs: must be a positive integer, got -3"),
+        (["--epochs", "0"], "argument --epochs: must be a positive integer, got 0"),
+        (["--epochs", "two"], "argument --epochs: must be a positive integer, got 'two'"),
+        (
+            ["--batch-size", "5000"],
+            "argument --batch-size: 5000 is larger than the training set (1440 examples)",
+        ),
+        (
+            ["--batch-size", "0"],
+            "argument --batch-size: must be a positive integer or 'full', got 0",
+        ),
+        (["--seed", "-1"], "argument --seed: must be a non-negative integer, got -1"),
+        (["--target-loss", "nan"], "argument --target-loss: must be a positive number, got 'nan'"),
+        (["--plot", "/no/such/folder/out.png"], "--plot: folder '/no/such/folder' does not exist"),
+        (["--frobnicate"], "unrecognized arguments: --frobnicate"),
+    ],
+)
+def test_bad_flags_exit_with_code_2_and_say_why(capsys, argv, message):
+    with pytest.raises(SystemExit) as exit_info:
+        _cli.main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: python -m jopt")
+    assert f"python -m jopt: error: {message}" in err
+
+
+def test_bad_flag_exit_status_of_the_process():
+    done = run_module("--epochs", "-1", timeout=120)
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert "error: argument --epochs: must be a positive integer, got -1" in done.stderr
+
+
+# --- the measurements behind the lecture's table -------------------------------------
+
+
+def test_sgd_saddle_escape_matches_the_closed_form():
+    # Gradient descent on y: y ← y + 2ηy, so |y| reaches 1 after
+    # ⌈log(1/y₀) / log(1 + 2η)⌉ steps.
+    lr = _lecture_table.SADDLE_LR
+    steps = _lecture_table.saddle_escape_steps(jopt.sgd(lr), (1e-6, 1e-2, 0.5))
+    expected = [math.ceil(math.log(1 / y0) / math.log(1 + 2 * lr)) for y0 in (1e-6, 1e-2, 0.5)]
+    assert all(abs(s - e) <= 1 for s, e in zip(steps, expected)), (steps, expected)
+
+
+def test_saddle_escape_reports_max_steps_when_stuck():
+    assert _lecture_table.saddle_escape_steps(jopt.sgd(0.0), (1e-6,), max_steps=50) == (50,)
+
+
+def test_effective_lr_ratio_matches_closed_forms():
+    # SGD: one rate for all, ratio 1.  Adam on constant gradients: m̂ = g, v̂ = g², so
+    # ηᵢ = η/(|gᵢ| + ε) and the ratio is (100 + ε)/(1 + ε).
+    assert _lecture_table.effective_lr_ratio(jopt.sgd(0.1)) == pytest.approx(1.0, rel=1e-6)
+    eps = 1e-8
+    expected = (100 + eps) / (1 + eps)
+    assert _lecture_table.effective_lr_ratio(jopt.adam(0.1, eps=eps)) == pytest.approx(
+        expected, rel=1e-5
+    )
+
+
+def _stateless(rule):
+    def init(params):
+        return jopt.EmptyState()
+
+    def update(updates, state, params=None, **extra):
+        return rule(updates, params), state
+
+    return jopt.GradientTransformation(init, update)
+
+
+def test_units_exponents_on_hand_written_rules():
+    # Controls written here: a step in the units of θ (−0.1·|θ|·sign g), one in those
+    # of g (−0.1·g), one in those of 1/g (−0.1/g) and one mixing two units.
+    in_theta = _stateless(lambda g, p: -0.1 * jnp.abs(p) * jnp.sign(g))
+    in_g = _stateless(lambda g, p: -0.1 * g)
+    in_inverse_g = _stateless(lambda g, p: -0.1 / g)
+    mixed = _stateless(lambda g, p: -0.1 * g - 0.1 * p)
+    assert _lecture_table.units_exponents(in_theta) == (1.0,)
+    assert _lecture_table.units_exponents(in_g) == (-1.0,)
+    assert _lecture_table.units_exponents(in_inverse_g) == (1.0,)
+    assert _lecture_table.units_exponents(mixed) == ()
+
+
+def test_units_exponents_of_the_lecture_optimizers():
+    # Dimensional analysis: SGD/momentum steps carry g's units (p = −1); the adaptive
+    # rules divide g by an RMS of g (p = 0); Adadelta multiplies by RMS[Δθ], which can
+    # carry θ's units (p = 1 is among the consistent ones).
+    assert _lecture_table.units_exponents(jopt.sgd(0.1)) == (-1.0,)
+    assert _lecture_table.units_exponents(jopt.momentum(0.1)) == (-1.0,)
+    assert _lecture_table.units_exponents(jopt.adagrad(0.1)) == (0.0,)
+    assert _lecture_table.units_exponents(jopt.adam(0.1)) == (0.0,)
+    assert 1.0 in _lecture_table.units_exponents(jopt.adadelta())
+
+
+def test_lecture_table_in_process_agrees_with_the_lecture():
+    rows = _lecture_table.lecture_table(tuple(LECTURE_TABLE))
+    table = [
+        {
+            "method": row.method,
+            "adaptive_lr": row.adaptive,
+            "consistent_units": row.consistent_units,
+            "handles_saddle": row.handles_saddle,
+            "saddle_escape_steps": {"1e-06": row.saddle_steps[0]},
+        }
+        for row in rows
+    ]
+    assert_agrees_with_the_lecture(table)
+    with pytest.raises(ValueError, match="methods: unknown"):
+        _lecture_table.lecture_table(("sgd", "lbfgs"))
+
+
+def test_mlp_initialisation_follows_xavier():
+    params = _cli.init_mlp(jax.random.key(0), (64, 64, 10))
+    assert [layer["w"].shape for layer in params] == [(64, 64), (64, 10)]
+    for layer in params:
+        fan_in, fan_out = layer["w"].shape
+        bound = math.sqrt(6 / (fan_in + fan_out))
+        w = np.asarray(layer["w"])
+        assert w.dtype == np.float32 and np.abs(w).max() <= bound
+        assert np.abs(w).max() > 0.9 * bound  # spread over the whole interval
+        np.testing.assert_array_equal(layer["b"], 0)
