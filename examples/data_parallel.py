@@ -307,7 +307,8 @@ def main(argv: list[str] | None = None) -> dict:
             "final_loss": float(np.mean(losses[-10:])),
             "test_accuracy": float(evaluate(params)),
             "steps_per_s": (len(losses) - 1) / elapsed if elapsed == elapsed else None,
-            "moment_bytes_device0": _device_bytes(mu, devices[0]),
+            # What this process's first device holds (device 0 on a single host).
+            "moment_bytes_device0": _device_bytes(mu, jax.local_devices()[0]),
             "moment_bytes_total": sum(leaf.nbytes for leaf in jax.tree.leaves(mu)),
         }
 
@@ -346,7 +347,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(
             f"{name:>9}: loss {result['first_loss']:.3f} -> {result['final_loss']:.3f}, "
             f"test accuracy {result['test_accuracy']:.3f}, "
-            f"Adam first moment {result['moment_bytes_device0']} B on device 0 of "
+            f"Adam first moment {result['moment_bytes_device0']} B on one device of "
             f"{result['moment_bytes_total']} B"
             + (f", {rate:.0f} steps/s" if rate is not None else "")
         )
