@@ -47,13 +47,35 @@ def _abs_sq(x: jax.Array) -> jax.Array:
 
 def _over_root(numerator, second_moment, eps, eps_root):
     """``numerator / (sqrt(second_moment + eps_root) + eps)``."""
-    return numerator / (jnp.sqrt(second_moment + eps_root) + eps)
+    # A literal zero adds no operation: every traced operation costs tracing and
+    # compile time once per leaf, which adds up on trees of thousands of leaves.
+    if not _checks.is_static_zero(eps_root):
+        second_moment = second_moment + eps_root
+    root = jnp.sqrt(second_moment)
+    return numerator / (root if _checks.is_static_zero(eps) else root + eps)
 
 
 def _bias_correction(decay, count: jax.Array, dtype) -> jax.Array:
     """``1 − decayᵗ`` for the step count ``t``, computed in (at least) float32."""
     dtype = _tree.real_dtype(dtype)
     return 1 - jnp.asarray(decay, dtype) ** count.astype(dtype)
+
+
+def _bias_corrections(count: jax.Array, *decays):
+    """``dtype -> (1 − decay₁ᵗ, …)``, computed once per real dtype and reused by every leaf.
+
+    Per-leaf scalars would be merged by XLA anyway, but each costs tracing, lowering
+    and compile-time work once per leaf.
+    """
+    computed = {}
+
+    def corrections(dtype) -> tuple[jax.Array, ...]:
+        key = _tree.real_dtype(dtype)
+        if key not in computed:
+            computed[key] = tuple(_bias_correction(decay, count, key) for decay in decays)
+        return computed[key]
+
+    return corrections
 
 
 def _leafwise(fn):
@@ -503,13 +525,13 @@ def scale_by_adam(
     def update(updates, state, params=None, **extra_args):
         del extra_args
         count = _tree.safe_increment(state.count)
+        corrections = _bias_corrections(count, b1, b2)
 
         def moments(g, mu, nu):
             return _ema(mu, g, b1), _ema(nu, _abs_sq(g), b2)
 
         def direction(g, mu, nu):
-            bc1 = _bias_correction(b1, count, g.dtype)
-            bc2 = _bias_correction(b2, count, g.dtype)
+            bc1, bc2 = corrections(g.dtype)
             return _over_root(mu / bc1, nu / bc2, eps, eps_root)
 
         @_leafwise
@@ -580,12 +602,14 @@ def scale_by_adamax(
     def update(updates, state, params=None, **extra_args):
         del extra_args
         count = _tree.safe_increment(state.count)
+        corrections = _bias_corrections(count, b1)
 
         @_leafwise
         def leaf(g, mu, nu):
             mu = _ema(mu, g, b1)
             nu = jnp.maximum(b2 * nu, jnp.abs(g) + eps)
-            return mu / (_bias_correction(b1, count, g.dtype) * nu), mu, nu
+            (bc1,) = corrections(g.dtype)
+            return mu / (bc1 * nu), mu, nu
 
         updates, mu, nu = _tree.map_with_state(
             leaf, updates, state.mu, state.nu, params=params, names=("mu", "nu")
