@@ -106,6 +106,49 @@ def scalar_like(params: PyTree, value: Any, dtype) -> jax.Array:
     return jnp.asarray(scalar)
 
 
+# --- elementwise arithmetic, cheap to trace ------------------------------------------
+# jnp's operators promote dtypes and run as nested jitted functions: about 100 µs of
+# tracing per operation, paid once per leaf and operation.  When the operands already
+# share a floating dtype (the common case inside a block, after the upcast) the lax
+# primitive gives the same result for a fraction of that.  Anything else (mixed dtypes,
+# broadcasting, NumPy scalars, complex Python numbers) goes through jnp unchanged.
+
+
+def _lax_operand(x: Any, like: jax.Array):
+    """``x`` as an operand of a lax op next to ``like``, or None where jnp must promote."""
+    if type(x) in (int, float):  # weakly typed in jnp: takes like's dtype there too
+        return np.asarray(x, like.dtype)
+    if isinstance(x, jax.Array) and x.dtype == like.dtype and x.ndim in (0, like.ndim):
+        if x.ndim == 0 or x.shape == like.shape:
+            return x
+    return None
+
+
+def _binary(lax_op: Callable, jnp_op: Callable) -> Callable:
+    def op(x: Any, y: Any) -> jax.Array:
+        for array, other, array_first in ((y, x, False), (x, y, True)):
+            if isinstance(array, jax.Array) and jnp.issubdtype(array.dtype, jnp.inexact):
+                operand = _lax_operand(other, array)
+                if operand is not None:
+                    return lax_op(array, operand) if array_first else lax_op(operand, array)
+        return jnp_op(x, y)
+
+    op.__doc__ = f"``{jnp_op.__name__}(x, y)``, traced as one lax primitive where it can be."
+    return op
+
+
+mul = _binary(jax.lax.mul, jnp.multiply)
+add = _binary(jax.lax.add, jnp.add)
+div = _binary(jax.lax.div, jnp.divide)
+
+
+def cast(x: jax.Array, dtype) -> jax.Array:
+    """``x.astype(dtype)``, without tracing anything when ``x`` already has that dtype."""
+    if getattr(x, "dtype", None) == dtype and getattr(x, "weak_type", True) is False:
+        return x
+    return x.astype(dtype)
+
+
 def safe_increment(count: jax.Array) -> jax.Array:
     """``count + 1`` on int32, saturating at the largest int32 instead of wrapping."""
     return jnp.where(count < INT32_MAX, count + 1, INT32_MAX).astype(jnp.int32)

@@ -35,14 +35,14 @@ from jopt._core import EmptyState, GradientTransformation, ScalarOrSchedule, Sch
 
 def _ema(average: jax.Array, value: jax.Array, decay) -> jax.Array:
     """Exponential moving average: ``decay·average + (1 − decay)·value``."""
-    return decay * average + (1 - decay) * value
+    return _tree.add(_tree.mul(decay, average), _tree.mul(1 - decay, value))
 
 
 def _abs_sq(x: jax.Array) -> jax.Array:
     """``|x|²``, real even for complex ``x``."""
     if jnp.iscomplexobj(x):
         return jnp.real(x) ** 2 + jnp.imag(x) ** 2
-    return x * x
+    return _tree.mul(x, x)
 
 
 def _over_root(numerator, second_moment, eps, eps_root):
@@ -50,9 +50,9 @@ def _over_root(numerator, second_moment, eps, eps_root):
     # A literal zero adds no operation: every traced operation costs tracing and
     # compile time once per leaf, which adds up on trees of thousands of leaves.
     if not _checks.is_static_zero(eps_root):
-        second_moment = second_moment + eps_root
+        second_moment = _tree.add(second_moment, eps_root)
     root = jnp.sqrt(second_moment)
-    return numerator / (root if _checks.is_static_zero(eps) else root + eps)
+    return _tree.div(numerator, root if _checks.is_static_zero(eps) else _tree.add(root, eps))
 
 
 def _bias_correction(decay, count: jax.Array, dtype) -> jax.Array:
@@ -88,10 +88,10 @@ def _leafwise(fn):
 
     def leaf(g, *state):
         dtype = _tree.compute_dtype(g.dtype)
-        results = fn(g.astype(dtype), *(s.astype(_cast_target(dtype, s)) for s in state))
+        results = fn(_tree.cast(g, dtype), *(_tree.cast(s, _cast_target(dtype, s)) for s in state))
         return (
-            results[0].astype(g.dtype),
-            *(r.astype(s.dtype) for r, s in zip(results[1:], state)),
+            _tree.cast(results[0], g.dtype),
+            *(_tree.cast(r, s.dtype) for r, s in zip(results[1:], state)),
         )
 
     return leaf
@@ -119,7 +119,9 @@ def scale(factor: float | jax.Array) -> GradientTransformation:
         del extra_args
         if params is not None:
             _tree.check_matches(updates, "params", params)
-        return _tree.map_updates(lambda g: (factor * g).astype(g.dtype), updates), state
+        return _tree.map_updates(
+            lambda g: _tree.cast(_tree.mul(factor, g), g.dtype), updates
+        ), state
 
     return GradientTransformation(init, update)
 
@@ -532,7 +534,7 @@ def scale_by_adam(
 
         def direction(g, mu, nu):
             bc1, bc2 = corrections(g.dtype)
-            return _over_root(mu / bc1, nu / bc2, eps, eps_root)
+            return _over_root(_tree.div(mu, bc1), _tree.div(nu, bc2), eps, eps_root)
 
         @_leafwise
         def leaf(g, mu, nu):
