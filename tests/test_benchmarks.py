@@ -1,0 +1,186 @@
+"""Smoke test of the benchmark harness: ``python -m benchmarks --quick`` on tiny shapes.
+
+The run happens in a subprocess (the suite enables x64 globally; the harness is
+float32) and its JSON and markdown are checked for structure and sanity.  Timings
+are never asserted: the machine is shared.  What is asserted independently of the
+harness: the shapes' parameter counts against their closed forms, and the byte
+counts against the words each optimizer must move.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmarks import shapes, systems
+
+ROOT = Path(__file__).resolve().parent.parent
+HAS_TORCH = importlib.util.find_spec("torch") is not None
+
+
+def test_shapes_match_their_architectures():
+    # ResNet-50 (torchvision's count of trainable parameters).
+    assert shapes.resnet50().n_params == 25_557_032
+    assert shapes.resnet50().n_leaves == 161
+    assert shapes.big().n_params == 32 * 2**20
+    assert (shapes.many().n_leaves, shapes.many().n_params) == (2000, 2000 * 64 * 64)
+    # GPT-style block: qkv, out, fc1, fc2 weights 12·d² and biases 3d + d + 4d + d plus
+    # two LayerNorms 4d; embeddings (vocab + context)·d; final LayerNorm 2d.
+    d, layers, vocab, context = 384, 12, 8192, 512
+    block = 12 * d * d + 9 * d + 4 * d
+    assert shapes.transformer().n_params == layers * block + (vocab + context) * d + 2 * d
+    assert shapes.transformer().n_leaves == 12 * layers + 4
+    for make in shapes.SHAPES.values():
+        tiny, full = make(True), make(False)
+        assert tiny.n_params < full.n_params / 100 or full.n_leaves > 1000
+        nested = tiny.nested(lambda path, shape: shape)
+        leaves = [leaf for leaf in _leaves(nested)]
+        assert sorted(leaves) == sorted(tiny.leaves.values())
+
+
+def _leaves(tree):
+    for value in tree.values():
+        if isinstance(value, dict):
+            yield from _leaves(value)
+        else:
+            yield value
+
+
+def test_byte_counts():
+    n = 1000
+    # Adam reads g, θ, m, v and writes θ, m, v: 7 float32 words per parameter.
+    assert systems.bytes_per_step("adam", n) == 7 * 4 * n
+    assert systems.bytes_per_step("momentum", n) == 5 * 4 * n
+    assert systems.expected_bytes("adam", n) == 4 * 4 * n
+    assert systems.expected_bytes("rmsprop", n) == 3 * 4 * n
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    chosen = ["jopt", "optax"] + (["torch-fused"] if HAS_TORCH else [])
+    command = [
+        sys.executable,
+        "-m",
+        "benchmarks",
+        "--quick",
+        "--shapes=big,many",
+        "--optimizers=momentum,adam",
+        f"--systems={','.join(chosen)}",
+        "--repeats=2",
+        f"--out={out}",
+    ]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    platform = json.loads((out / "cpu-quick.json").read_text())["machine"]["platform"]
+    assert platform == "cpu"
+    return (
+        json.loads((out / "cpu-quick.json").read_text()),
+        (out / "cpu-quick.md").read_text(),
+        done.stdout,
+        chosen,
+    )
+
+
+def test_quick_run_structure(quick_run):
+    results, markdown, stdout, chosen = quick_run
+    assert results["schema"] == 1
+    assert results["config"]["quick"] is True
+    assert results["machine"]["cpus_available"] >= 1
+    rows = {(r["shape"], r["optimizer"]): r for r in results["rows"]}
+    assert set(rows) == {(s, o) for s in ("big", "many") for o in ("momentum", "adam")}
+    for (shape, optimizer), row in rows.items():
+        tiny = shapes.SHAPES[shape](True)
+        assert row["n_params"] == tiny.n_params and row["n_leaves"] == tiny.n_leaves
+        assert row["bytes_per_step"] == systems.WORDS_PER_PARAM[optimizer] * 4 * tiny.n_params
+        # jopt#2: the A/A control, a second copy of jopt's step on its own buffers.
+        assert set(row["systems"]) == set(chosen) | {"jopt#2"}
+        assert row["instances"] == 2  # fresh buffers once, half-way through the 2 rounds
+        for system in [*chosen, "jopt#2"]:
+            entry = row["systems"][system]
+            step = entry["step_s"]
+            assert 0 < step["q25"] <= step["median"] <= step["q75"]
+            assert len(entry["all_step_s"]) == 2 and entry["batch"] >= 1
+            assert math.isclose(
+                entry["gbps"], row["bytes_per_step"] / step["median"] / 1e9, rel_tol=1e-9
+            )
+            assert entry["floor_fraction"]["median"] > 0
+        for system in ("jopt", "optax"):
+            compile_times = row["systems"][system]["compile"]
+            assert compile_times["lower_s"] > 0 and compile_times["compile_s"] > 0
+            # XLA's estimate of a donated step: at least the operands, params + grads +
+            # state (the int32 step count adds a few bytes).
+            xla = compile_times["xla_memory"]
+            assert xla["argument"] >= row["expected_bytes"]
+            assert xla["alias"] > 0  # donation took effect
+        # Each ratio is the median of per-round ratios of the raw times.
+        ratio = row["ratios"]["jopt/optax"]
+        per_round = [
+            a / b
+            for a, b in zip(
+                row["systems"]["jopt"]["all_step_s"], row["systems"]["optax"]["all_step_s"]
+            )
+        ]
+        assert ratio["per_round"] == pytest.approx(per_round)
+        assert ratio["median"] == pytest.approx((per_round[0] + per_round[1]) / 2)
+        jopt_compile, optax_compile = (row["systems"][s]["compile"] for s in ("jopt", "optax"))
+        per_pass = [
+            a / b for a, b in zip(jopt_compile["all_total_s"], optax_compile["all_total_s"])
+        ]
+        assert len(per_pass) == 1  # a quick run compiles once
+        assert row["ratios"]["jopt/optax compile"]["median"] == pytest.approx(per_pass[0])
+        assert jopt_compile["total_s"] == pytest.approx(
+            jopt_compile["lower_s"] + jopt_compile["compile_s"]
+        )
+        floor = row["floor"]
+        kernels = {f"{impl}-{k}" for impl in ("xla", "numpy") for k in ("copy", "triad", "axpy")}
+        assert kernels == set(floor) - {"best_gbps"}
+        # Each round's floor is the best kernel of that round, so its median is at least
+        # every kernel's median.
+        kernels = [f["gbps"]["median"] for k, f in floor.items() if k != "best_gbps"]
+        assert floor["best_gbps"] >= max(kernels) * (1 - 1e-12) > 0
+
+
+def test_quick_run_memory_and_agreement(quick_run):
+    results, markdown, stdout, chosen = quick_run
+    rows = {(r["shape"], r["optimizer"]): r for r in results["rows"]}
+    probed = rows[("big", "adam")]
+    assert "memory" not in probed["systems"]["jopt#2"]
+    for system in chosen:
+        memory = probed["systems"][system]["memory"]
+        assert "error" not in memory, memory
+        assert memory["expected_bytes"] == probed["expected_bytes"]
+        assert memory["peak_bytes"] >= memory["data_bytes"] > 0
+        assert memory["ratio"] == pytest.approx(memory["peak_bytes"] / memory["expected_bytes"])
+        assert not any("donat" in w for w in memory["warnings"])
+    # Only the first shape's adam row is probed in a quick run.
+    assert all("memory" not in e for e in rows[("many", "adam")]["systems"].values())
+    # Every system ran the same algorithm: jopt's parameters and theirs agree to
+    # float32 rounding, relative to how far the parameters moved.
+    for optimizer in ("momentum", "adam"):
+        agreement = results["agreement"][optimizer]
+        assert set(agreement) == set(chosen)
+        assert agreement["jopt"] == 0
+        assert all(value < 1e-3 for value in agreement.values()), agreement
+
+
+def test_quick_run_markdown(quick_run):
+    results, markdown, stdout, chosen = quick_run
+    assert markdown in stdout
+    assert "tiny shapes: a smoke run" in markdown
+    for header in (
+        "| shape | optimizer | params |",
+        "| shape | optimizer | working set |",
+        "| shape | optimizer | jopt | optax |",
+    ):
+        assert header in markdown
+    table = [line for line in markdown.splitlines() if line.startswith(("| big |", "| many |"))]
+    # step, floor, compile and memory tables (every row has XLA's memory estimate)
+    assert len(table) == 4 * 4
+    assert results["targets"] == []  # targets are only judged on real shapes
