@@ -184,3 +184,60 @@ def test_quick_run_markdown(quick_run):
     # step, floor, compile and memory tables (every row has XLA's memory estimate)
     assert len(table) == 4 * 4
     assert results["targets"] == []  # targets are only judged on real shapes
+
+
+def test_render_reproduces_the_saved_markdown(quick_run, tmp_path):
+    results, markdown, stdout, chosen = quick_run
+    saved = tmp_path / "copy.json"
+    saved.write_text(json.dumps(results))
+    command = [sys.executable, "-m", "benchmarks", f"--render={saved}"]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert saved.with_suffix(".md").read_text() == markdown
+
+
+def _row(shape, optimizer, step, compile_ratio, aa, memory_ratio=None):
+    def ratio(median, q25):
+        return {"median": median, "q25": q25, "q75": median + 0.01}
+
+    row = {
+        "shape": shape,
+        "optimizer": optimizer,
+        "ratios": {
+            "jopt/optax": ratio(*step),
+            "jopt/optax compile": ratio(*compile_ratio),
+            "jopt/jopt#2": ratio(aa, aa),
+        },
+        "systems": {"jopt": {}},
+    }
+    if memory_ratio is not None:
+        row["systems"]["jopt"]["memory"] = {"ratio": memory_ratio}
+    return row
+
+
+def test_target_verdicts():
+    from benchmarks.harness import check_targets
+
+    results = {
+        "machine": {"platform": "cpu"},
+        "rows": [
+            # Adam on big must reach 0.9: 0.95 misses it by more than the A/A spread.
+            _row("big", "adam", (0.95, 0.94), (0.8, 0.8), 1.02, memory_ratio=1.01),
+            # 1.03 with an A/A of 1.05: past 1.0 by less than two copies of one
+            # program differ, so not resolved; compile 1.1 with q25 0.99 likewise.
+            _row("many", "momentum", (1.03, 1.02), (1.1, 0.99), 1.05, memory_ratio=1.2),
+            # 1.2 with quartile 1.15 and A/A 1.01: a real miss.
+            _row("transformer", "rmsprop", (1.2, 1.15), (0.9, 0.85), 1.01),
+        ],
+    }
+    verdicts = {t["target"]: (t["status"], t["limit"]) for t in check_targets(results)}
+    assert verdicts == {
+        "adam step jopt/optax on big": ("NOT met", 0.9),
+        "adam compile jopt/optax on big": ("met", 1.0),
+        "adam jopt peak memory / (params+grads+state) on big": ("met", 1.05),
+        "momentum step jopt/optax on many": ("not resolved", 1.0),
+        "momentum compile jopt/optax on many": ("not resolved", 1.0),
+        "momentum jopt peak memory / (params+grads+state) on many": ("NOT met", 1.05),
+        "rmsprop step jopt/optax on transformer": ("NOT met", 1.0),
+        "rmsprop compile jopt/optax on transformer": ("met", 1.0),
+    }
