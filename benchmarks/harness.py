@@ -74,13 +74,27 @@ def _csv(choices):
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks",
-        description="Benchmark jopt against optax and torch.optim (see benchmarks/README).",
+        description="Benchmark jopt against optax and torch.optim (see benchmarks/README.md).",
     )
-    parser.add_argument("--shapes", type=_csv(tuple(SHAPES)), default=list(SHAPES))
     parser.add_argument(
-        "--optimizers", type=_csv(systems.OPTIMIZERS), default=list(systems.OPTIMIZERS)
+        "--shapes",
+        type=_csv(tuple(SHAPES)),
+        default=list(SHAPES),
+        help=f"comma-separated, from {','.join(SHAPES)} (default: all)",
     )
-    parser.add_argument("--systems", type=_csv(systems.SYSTEMS), default=list(systems.SYSTEMS))
+    parser.add_argument(
+        "--optimizers",
+        type=_csv(systems.OPTIMIZERS),
+        default=list(systems.OPTIMIZERS),
+        help=f"comma-separated, from {','.join(systems.OPTIMIZERS)} (default: all)",
+    )
+    parser.add_argument(
+        "--systems",
+        type=_csv(systems.SYSTEMS),
+        default=list(systems.SYSTEMS),
+        help=f"comma-separated, from {','.join(systems.SYSTEMS)}; must include jopt "
+        "(default: all; torch rows are skipped where torch is missing)",
+    )
     parser.add_argument("--repeats", type=int, default=None, help="interleaved rounds per row")
     parser.add_argument(
         "--instances",
