@@ -68,13 +68,17 @@ def _accepts_extra_args(update_fn: Callable) -> bool:
     return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
 
 
-def _as_transformation(transform: Any, position: int) -> GradientTransformation:
+def _as_transformation(transform: Any, name: str) -> GradientTransformation:
+    """``transform`` as a jopt transformation whose update accepts extra arguments.
+
+    Raises a TypeError naming ``name`` when it has no callable ``init`` and ``update``.
+    """
     init = getattr(transform, "init", None)
     update = getattr(transform, "update", None)
     if not (callable(init) and callable(update)):
         raise TypeError(
-            f"chain: argument {position} must be a GradientTransformation with callable "
-            f"init and update, got {transform!r}"
+            f"{name} must be a GradientTransformation with callable init and update, "
+            f"got {transform!r}"
         )
     if _accepts_extra_args(update):
         return GradientTransformation(init, update)
@@ -93,7 +97,7 @@ def chain(*transforms: GradientTransformation) -> GradientTransformation:
     ``chain(f, g).update`` computes ``g(f(updates))``; the state is the tuple of the
     members' states, in order.  Members may be optax transformations.
     """
-    members = tuple(_as_transformation(t, i) for i, t in enumerate(transforms))
+    members = tuple(_as_transformation(t, f"chain: argument {i}") for i, t in enumerate(transforms))
 
     def init(params):
         return tuple(t.init(params) for t in members)

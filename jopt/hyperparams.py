@@ -192,7 +192,7 @@ def inject_hyperparams(
 
         def build(hyperparams: dict, scheduled: dict) -> GradientTransformation:
             transform = factory(**static, **hyperparams, **scheduled)
-            return _core._as_transformation(transform, 0)
+            return _core._as_transformation(transform, "factory(...)")
 
         # Build once now so that a bad hyperparameter fails here, not at the first step.
         count0 = jnp.zeros([], jnp.int32)

@@ -37,6 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jopt import _core
 from jopt._core import GradientTransformation, apply_updates
 
 PyTree = Any
@@ -61,13 +62,7 @@ def _check_callable(value: Any, name: str) -> None:
 
 
 def _check_optimizer(optimizer: Any, name: str = "optimizer") -> None:
-    if not (
-        callable(getattr(optimizer, "init", None)) and callable(getattr(optimizer, "update", None))
-    ):
-        raise TypeError(
-            f"{name} must be a GradientTransformation with callable init and update, "
-            f"got {optimizer!r}"
-        )
+    _core._as_transformation(optimizer, name)
 
 
 def _check_int(value: Any, name: str, minimum: int) -> int:

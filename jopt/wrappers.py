@@ -65,13 +65,7 @@ def skip_nonfinite(
     Returns:
       A transformation whose state is a :class:`SkipNonfiniteState`.
     """
-    if not (
-        callable(getattr(optimizer, "init", None)) and callable(getattr(optimizer, "update", None))
-    ):
-        raise TypeError(
-            "skip_nonfinite: optimizer must be a GradientTransformation with callable init "
-            f"and update, got {optimizer!r}"
-        )
+    inner = _core._as_transformation(optimizer, "skip_nonfinite: optimizer")
     if max_consecutive is not None:
         if isinstance(max_consecutive, bool) or not isinstance(
             max_consecutive, (numbers.Integral, np.integer)
@@ -84,7 +78,6 @@ def skip_nonfinite(
             raise ValueError(f"max_consecutive must be >= 0, got {max_consecutive!r}")
         # Above int32's range the counter saturates first: the limit is never reached.
         max_consecutive = min(int(max_consecutive), _tree.INT32_MAX)
-    inner = _core._as_transformation(optimizer, 0)
 
     def init(params):
         return SkipNonfiniteState(
@@ -191,17 +184,6 @@ def _select(tree: Any, flags: list[bool]) -> Any:
     return treedef.unflatten([x if keep else None for x, keep in zip(leaves, flags)])
 
 
-def _as_inner(transform: Any, name: str) -> GradientTransformation:
-    if not (
-        callable(getattr(transform, "init", None)) and callable(getattr(transform, "update", None))
-    ):
-        raise TypeError(
-            f"{name} must be a GradientTransformation with callable init and update, "
-            f"got {transform!r}"
-        )
-    return _core._as_transformation(transform, 0)
-
-
 class PartitionState(NamedTuple):
     """``inner_states``: ``label -> state`` of that label's transformation."""
 
@@ -236,7 +218,10 @@ def partition(
             f"transforms must be a non-empty dict of label -> GradientTransformation, "
             f"got {transforms!r}"
         )
-    inner = {label: _as_inner(t, f"transforms[{label!r}]") for label, t in transforms.items()}
+    inner = {
+        label: _core._as_transformation(t, f"transforms[{label!r}]")
+        for label, t in transforms.items()
+    }
 
     def leaf_labels(tree: Any) -> list[Any]:
         found = _per_leaf(labels, tree, "labels")
@@ -301,7 +286,7 @@ def masked(optimizer: GradientTransformation, mask: Any) -> GradientTransformati
     Returns:
       A transformation whose state is a :class:`MaskedState`.
     """
-    inner = _as_inner(optimizer, "optimizer")
+    inner = _core._as_transformation(optimizer, "optimizer")
 
     def init(params):
         return MaskedState(inner.init(_select(params, _mask_flags(mask, params))))
@@ -397,7 +382,7 @@ def accumulate(optimizer: GradientTransformation, every_k: int) -> GradientTrans
     Returns:
       A transformation whose state is an :class:`AccumulateState`.
     """
-    inner = _as_inner(optimizer, "optimizer")
+    inner = _core._as_transformation(optimizer, "optimizer")
     if isinstance(every_k, (bool, np.bool_)) or not isinstance(every_k, numbers.Integral):
         raise TypeError(f"every_k must be an integer, got {type(every_k).__name__} {every_k!r}")
     if every_k < 1:
