@@ -57,6 +57,15 @@ def check_learning_rate(value: Any, name: str = "learning_rate") -> None:
         raise ValueError(f"{name} must be a finite non-negative number, got {number!r}")
 
 
+def check_int(value: Any, name: str, minimum: int) -> int:
+    """A Python or NumPy integer (not a bool) ``>= minimum``, returned as an ``int``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+    return int(value)
+
+
 def check_non_negative(value: Any, name: str) -> None:
     number = _as_float(name, value)
     if number is not None and not number >= 0:  # also catches NaN

@@ -19,7 +19,6 @@ argument.
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Sequence
 from typing import Any
 
@@ -44,21 +43,12 @@ __all__ = [
 # --- validation ------------------------------------------------------------------------
 
 
-def _check_steps(value: Any, name: str, minimum: int) -> int:
-    """A Python (or NumPy) integer ``>= minimum``; returned as an ``int``."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
 def _check_boundaries(boundaries: Any, name: str = "boundaries") -> tuple[int, ...]:
     """Non-negative, strictly increasing integers."""
     if not isinstance(boundaries, (Sequence, np.ndarray)) or isinstance(boundaries, str):
         raise TypeError(f"{name} must be a sequence of integers, got {boundaries!r}")
     checked = tuple(
-        _check_steps(b, f"{name}[{i}]", minimum=0) for i, b in enumerate(list(boundaries))
+        _checks.check_int(b, f"{name}[{i}]", minimum=0) for i, b in enumerate(list(boundaries))
     )
     for i in range(1, len(checked)):
         if checked[i] <= checked[i - 1]:
@@ -126,7 +116,7 @@ def linear(
     """
     _checks.check_finite(init_value, "init_value")
     _checks.check_finite(end_value, "end_value")
-    steps = _check_steps(transition_steps, "transition_steps", minimum=1)
+    steps = _checks.check_int(transition_steps, "transition_steps", minimum=1)
 
     def schedule(step):
         return _linear_interp(_step(step), init_value, end_value, steps)
@@ -150,7 +140,7 @@ def exponential_decay(
     _checks.check_finite(init_value, "init_value")
     _checks.check_finite(decay_rate, "decay_rate")
     _checks.check_non_negative(decay_rate, "decay_rate")
-    steps = _check_steps(transition_steps, "transition_steps", minimum=1)
+    steps = _checks.check_int(transition_steps, "transition_steps", minimum=1)
     if not isinstance(staircase, (bool, np.bool_)):
         raise TypeError(f"staircase must be a bool, got {staircase!r}")
 
@@ -176,7 +166,7 @@ def cosine_decay(
     _checks.check_finite(init_value, "init_value")
     _checks.check_finite(alpha, "alpha")
     _checks.check_non_negative(alpha, "alpha")
-    steps = _check_steps(decay_steps, "decay_steps", minimum=1)
+    steps = _checks.check_int(decay_steps, "decay_steps", minimum=1)
 
     def schedule(step):
         return _cosine_interp(_step(step), init_value, alpha * init_value, steps)
@@ -206,8 +196,8 @@ def warmup_cosine_decay(
     _checks.check_finite(init_value, "init_value")
     _checks.check_finite(peak_value, "peak_value")
     _checks.check_finite(end_value, "end_value")
-    warmup = _check_steps(warmup_steps, "warmup_steps", minimum=0)
-    total = _check_steps(decay_steps, "decay_steps", minimum=0)
+    warmup = _checks.check_int(warmup_steps, "warmup_steps", minimum=0)
+    total = _checks.check_int(decay_steps, "decay_steps", minimum=0)
     if total <= warmup:
         raise ValueError(
             f"decay_steps must be greater than warmup_steps (it counts the warmup too), "

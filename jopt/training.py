@@ -37,7 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jopt import _core
+from jopt import _checks, _core
 from jopt._core import GradientTransformation, apply_updates
 
 PyTree = Any
@@ -63,14 +63,6 @@ def _check_callable(value: Any, name: str) -> None:
 
 def _check_optimizer(optimizer: Any, name: str = "optimizer") -> None:
     _core._as_transformation(optimizer, name)
-
-
-def _check_int(value: Any, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def _num_examples(data: PyTree) -> int:
@@ -99,7 +91,7 @@ def _num_examples(data: PyTree) -> int:
 def _check_batch_size(batch_size: Any, n: int) -> int | None:
     if batch_size is None:
         return None
-    batch_size = _check_int(batch_size, "batch_size", 1)
+    batch_size = _checks.check_int(batch_size, "batch_size", 1)
     if batch_size > n:
         raise ValueError(f"batch_size must be <= the number of examples ({n}), got {batch_size}")
     return batch_size
@@ -505,7 +497,7 @@ def fit(
     """
     _check_callable(loss_fn, "loss_fn")
     _check_optimizer(optimizer)
-    epochs = _check_int(epochs, "epochs", 0)
+    epochs = _checks.check_int(epochs, "epochs", 0)
     if not isinstance(progress, bool):
         raise TypeError(f"progress must be a bool, got {progress!r}")
     if eval_fn is not None:
@@ -701,7 +693,7 @@ def lr_range_test(
         raise ValueError(f"min_lr must be a finite number > 0, got {min_lr!r}")
     if not (math.isfinite(max_lr) and max_lr > min_lr):
         raise ValueError(f"max_lr must be finite and > min_lr={min_lr!r}, got {max_lr!r}")
-    steps = _check_int(steps, "steps", 3)
+    steps = _checks.check_int(steps, "steps", 3)
     if not 0 <= smoothing < 1:
         raise ValueError(f"smoothing must be in [0, 1), got {smoothing!r}")
     if not divergence > 1:

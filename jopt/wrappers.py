@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Hashable, Mapping
 from typing import Any, NamedTuple
 
@@ -10,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jopt import _core, _tree
+from jopt import _checks, _core, _tree
 from jopt._core import GradientTransformation
 
 # --- skip_nonfinite ------------------------------------------------------------------
@@ -67,17 +66,10 @@ def skip_nonfinite(
     """
     inner = _core._as_transformation(optimizer, "skip_nonfinite: optimizer")
     if max_consecutive is not None:
-        if isinstance(max_consecutive, bool) or not isinstance(
-            max_consecutive, (numbers.Integral, np.integer)
-        ):
-            raise TypeError(
-                "max_consecutive must be None or an integer, got "
-                f"{type(max_consecutive).__name__} {max_consecutive!r}"
-            )
-        if max_consecutive < 0:
-            raise ValueError(f"max_consecutive must be >= 0, got {max_consecutive!r}")
         # Above int32's range the counter saturates first: the limit is never reached.
-        max_consecutive = min(int(max_consecutive), _tree.INT32_MAX)
+        max_consecutive = min(
+            _checks.check_int(max_consecutive, "max_consecutive", 0), _tree.INT32_MAX
+        )
 
     def init(params):
         return SkipNonfiniteState(
@@ -383,11 +375,7 @@ def accumulate(optimizer: GradientTransformation, every_k: int) -> GradientTrans
       A transformation whose state is an :class:`AccumulateState`.
     """
     inner = _core._as_transformation(optimizer, "optimizer")
-    if isinstance(every_k, (bool, np.bool_)) or not isinstance(every_k, numbers.Integral):
-        raise TypeError(f"every_k must be an integer, got {type(every_k).__name__} {every_k!r}")
-    if every_k < 1:
-        raise ValueError(f"every_k must be an integer >= 1, got {every_k!r}")
-    k = int(every_k)
+    k = _checks.check_int(every_k, "every_k", 1)
 
     def init(params):
         return AccumulateState(
