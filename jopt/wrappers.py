@@ -107,10 +107,6 @@ def skip_nonfinite(
 # --- parameter groups: partition, masked, freeze ----------------------------------------
 
 
-def _is_none(x: Any) -> bool:
-    return x is None
-
-
 class _Box:
     """Holds a label while a prefix tree is broadcast, so it is never mistaken for a node."""
 
@@ -131,7 +127,7 @@ def _per_leaf(prefix: Any, tree: Any, name: str) -> list[Any]:
         prefix = prefix(tree)
     try:
         full = jax.tree.map(
-            lambda entry, sub: jax.tree.map(lambda _: _Box(entry), sub, is_leaf=_is_none),
+            lambda entry, sub: jax.tree.map(lambda _: _Box(entry), sub, is_leaf=_tree._is_none),
             prefix,
             tree,
         )
@@ -161,7 +157,7 @@ def _mask_flags(mask: Any, tree: Any, name: str = "mask") -> list[bool]:
 
 
 def _leaves(tree: Any) -> tuple[list[Any], Any]:
-    return jax.tree.flatten(tree, is_leaf=_is_none)
+    return jax.tree.flatten(tree, is_leaf=_tree._is_none)
 
 
 def _select(tree: Any, flags: list[bool]) -> Any:
