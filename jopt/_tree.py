@@ -89,8 +89,10 @@ def scalar_like(params: PyTree, value: Any, dtype) -> jax.Array:
     is placed replicated on that mesh, which is where a jitted update returns it: the
     state's shardings are then the same before and after the first step, and the step
     compiles once.  Otherwise (tracers, NumPy or single-device arrays) it is a plain
-    ``jnp.asarray(value, dtype)``.
+    ``jnp.asarray(value, dtype)``; so is a traced ``value`` (``init`` under ``jit``).
     """
+    if isinstance(value, jax.core.Tracer):
+        return jnp.asarray(value, dtype)
     scalar = np.asarray(value, dtype)
     for leaf in jax.tree.leaves(params):
         sharding = getattr(leaf, "sharding", None)

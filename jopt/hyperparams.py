@@ -203,9 +203,12 @@ def inject_hyperparams(
             inner_state = build(live, scheduled).init(params)
             # The 0-d state arrays are laid out like the inner state's step counts.
             return InjectHyperparamsState(
-                _scalar_like(params, count0, jnp.int32),
-                {name: _scalar_like(params, value, dtype) for name, value in live.items()},
-                {name: _scalar_like(params, value, dtype) for name, value in scheduled.items()},
+                _tree.scalar_like(params, count0, jnp.int32),
+                {name: _tree.scalar_like(params, value, dtype) for name, value in live.items()},
+                {
+                    name: _tree.scalar_like(params, value, dtype)
+                    for name, value in scheduled.items()
+                },
                 inner_state,
             )
 
@@ -226,13 +229,6 @@ def inject_hyperparams(
         return GradientTransformation(init, update)
 
     return wrapped_factory
-
-
-def _scalar_like(params: Any, value: Any, dtype) -> jax.Array:
-    """``_tree.scalar_like`` for a concrete value; a traced one (init under jit) as is."""
-    if _checks.is_concrete(value):
-        return _tree.scalar_like(params, np.asarray(value), dtype)
-    return jnp.asarray(value, dtype)
 
 
 # --- reading and writing the live values ------------------------------------------------
