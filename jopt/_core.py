@@ -60,6 +60,12 @@ class EmptyState(NamedTuple):
     """The state of a transformation that keeps none."""
 
 
+def init_empty_state(params: Params) -> EmptyState:
+    """The ``init`` of every stateless transformation."""
+    del params
+    return EmptyState()
+
+
 def _accepts_extra_args(update_fn: Callable) -> bool:
     try:
         parameters = inspect.signature(update_fn).parameters.values()
@@ -121,15 +127,11 @@ def chain(*transforms: GradientTransformation) -> GradientTransformation:
 def identity() -> GradientTransformation:
     """The transformation that returns the updates unchanged."""
 
-    def init(params):
-        del params
-        return EmptyState()
-
     def update(updates, state, params=None, **extra_args):
         del params, extra_args
         return updates, state
 
-    return GradientTransformation(init, update)
+    return GradientTransformation(init_empty_state, update)
 
 
 def apply_updates(params: Params, updates: Updates) -> Params:

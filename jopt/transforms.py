@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 
 from jopt import _checks, _tree
-from jopt._core import EmptyState, GradientTransformation, ScalarOrSchedule, Schedule
+from jopt._core import GradientTransformation, ScalarOrSchedule, Schedule, init_empty_state
 
 # --- the shared arithmetic: every update rule below is built from these ------------
 
@@ -104,6 +104,20 @@ def _cast_target(compute_dtype, state_leaf):
     return _tree.real_dtype(compute_dtype)
 
 
+def _scale_leaves(updates: Any, factor) -> Any:
+    """``factor · g`` for every trainable leaf, each kept in its own dtype."""
+    return _tree.map_updates(lambda g: _tree.cast(_tree.mul(factor, g), g.dtype), updates)
+
+
+def _shrink_factor(size: jax.Array, limit) -> jax.Array:
+    """``min(1, limit / size)``, elementwise.
+
+    The inner ``where`` keeps it finite, and differentiable, where ``size`` is 0.
+    """
+    over = size > limit
+    return jnp.where(over, limit / jnp.where(over, size, 1), 1)
+
+
 # --- stateless blocks ----------------------------------------------------------------
 
 
@@ -111,19 +125,13 @@ def scale(factor: float | jax.Array) -> GradientTransformation:
     """Multiply the updates by a constant: ``u = factor · g``."""
     _checks.check_finite(factor, "factor")
 
-    def init(params):
-        del params
-        return EmptyState()
-
     def update(updates, state, params=None, **extra_args):
         del extra_args
         if params is not None:
             _tree.check_matches(updates, "params", params)
-        return _tree.map_updates(
-            lambda g: _tree.cast(_tree.mul(factor, g), g.dtype), updates
-        ), state
+        return _scale_leaves(updates, factor), state
 
-    return GradientTransformation(init, update)
+    return GradientTransformation(init_empty_state, update)
 
 
 def add_decayed_weights(
@@ -147,10 +155,6 @@ def add_decayed_weights(
 
         return masked(add_decayed_weights(weight_decay), mask)
 
-    def init(params):
-        del params
-        return EmptyState()
-
     def update(updates, state, params=None, **extra_args):
         del extra_args
         if params is None:
@@ -162,7 +166,7 @@ def add_decayed_weights(
         )
         return decayed, state
 
-    return GradientTransformation(init, update)
+    return GradientTransformation(init_empty_state, update)
 
 
 # --- clipping ------------------------------------------------------------------------
@@ -178,22 +182,14 @@ def clip(max_delta: float | jax.Array) -> GradientTransformation:
 
     def leaf(g):
         if jnp.iscomplexobj(g):
-            magnitude = jnp.abs(g)
-            over = magnitude > max_delta
-            # The inner where keeps δ/|g| away from 0/0 where the entry is not clipped.
-            factor = jnp.where(over, max_delta / jnp.where(over, magnitude, 1), 1)
-            return (g * factor).astype(g.dtype)
+            return (g * _shrink_factor(jnp.abs(g), max_delta)).astype(g.dtype)
         return jnp.clip(g, -max_delta, max_delta).astype(g.dtype)
-
-    def init(params):
-        del params
-        return EmptyState()
 
     def update(updates, state, params=None, **extra_args):
         del params, extra_args
         return _tree.map_updates(leaf, updates), state
 
-    return GradientTransformation(init, update)
+    return GradientTransformation(init_empty_state, update)
 
 
 def _global_norm(updates: Any) -> jax.Array:
@@ -223,19 +219,11 @@ def clip_by_global_norm(max_norm: float | jax.Array) -> GradientTransformation:
     if number is not None and not number > 0:  # also catches NaN
         raise ValueError(f"max_norm must be > 0, got {number!r}")
 
-    def init(params):
-        del params
-        return EmptyState()
-
     def update(updates, state, params=None, **extra_args):
         del params, extra_args
-        norm = _global_norm(updates)
-        over = norm > max_norm
-        # The inner where keeps c/‖g‖ finite (and its gradient defined) when ‖g‖ = 0.
-        factor = jnp.where(over, max_norm / jnp.where(over, norm, 1), 1)
-        return _tree.map_updates(lambda g: (g * factor).astype(g.dtype), updates), state
+        return _scale_leaves(updates, _shrink_factor(_global_norm(updates), max_norm)), state
 
-    return GradientTransformation(init, update)
+    return GradientTransformation(init_empty_state, update)
 
 
 # --- learning rates ------------------------------------------------------------------
@@ -263,8 +251,7 @@ def scale_by_schedule(schedule: Schedule) -> GradientTransformation:
         del extra_args
         if params is not None:
             _tree.check_matches(updates, "params", params)
-        factor = schedule(state.count)
-        scaled = _tree.map_updates(lambda g: (factor * g).astype(g.dtype), updates)
+        scaled = _scale_leaves(updates, schedule(state.count))
         return scaled, ScaleByScheduleState(count=_tree.safe_increment(state.count))
 
     return GradientTransformation(init, update)
