@@ -57,6 +57,11 @@ def check_learning_rate(value: Any, name: str = "learning_rate") -> None:
         raise ValueError(f"{name} must be a finite non-negative number, got {number!r}")
 
 
+def check_callable(value: Any, name: str) -> None:
+    if not callable(value):
+        raise TypeError(f"{name} must be callable, got {type(value).__name__} {value!r}")
+
+
 def check_int(value: Any, name: str, minimum: int) -> int:
     """A Python or NumPy integer (not a bool) ``>= minimum``, returned as an ``int``."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):

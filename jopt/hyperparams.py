@@ -152,8 +152,7 @@ def inject_hyperparams(
       A function with the factory's signature that returns the wrapped
       transformation, whose state is an :class:`InjectHyperparamsState`.
     """
-    if not callable(factory):
-        raise TypeError(f"factory must be callable, got {factory!r}")
+    _checks.check_callable(factory, "factory")
     if isinstance(static_args, str):
         static_args = (static_args,)
     static_names = frozenset(static_args)

@@ -56,11 +56,6 @@ __all__ = [
 # --- validation ----------------------------------------------------------------------
 
 
-def _check_callable(value: Any, name: str) -> None:
-    if not callable(value):
-        raise TypeError(f"{name} must be callable, got {type(value).__name__} {value!r}")
-
-
 def _check_optimizer(optimizer: Any, name: str = "optimizer") -> None:
     _core._as_transformation(optimizer, name)
 
@@ -160,7 +155,7 @@ def make_step(
     parameters *before* the update.  The step is traced and compiled once per distinct
     batch shape (and dtype); every later call with the same shapes reuses it.
     """
-    _check_callable(loss_fn, "loss_fn")
+    _checks.check_callable(loss_fn, "loss_fn")
     _check_optimizer(optimizer)
     if not isinstance(has_aux, bool):
         raise TypeError(f"has_aux must be a bool, got {has_aux!r}")
@@ -495,15 +490,15 @@ def fit(
     One step is compiled per batch shape: one for full batches and, if ``N mod n ≠ 0``,
     one for the ragged last batch, each on first use.
     """
-    _check_callable(loss_fn, "loss_fn")
+    _checks.check_callable(loss_fn, "loss_fn")
     _check_optimizer(optimizer)
     epochs = _checks.check_int(epochs, "epochs", 0)
     if not isinstance(progress, bool):
         raise TypeError(f"progress must be a bool, got {progress!r}")
     if eval_fn is not None:
-        _check_callable(eval_fn, "eval_fn")
+        _checks.check_callable(eval_fn, "eval_fn")
     if callback is not None:
-        _check_callable(callback, "callback")
+        _checks.check_callable(callback, "callback")
     n = _num_examples(data)
     batch_size = _check_batch_size(batch_size, n)
     _check_key(key, needed=batch_size is not None)
@@ -679,8 +674,8 @@ def lr_range_test(
 
     **Returns:** an :class:`LRRangeTest`.
     """
-    _check_callable(loss_fn, "loss_fn")
-    _check_callable(optimizer_factory, "optimizer_factory")
+    _checks.check_callable(loss_fn, "loss_fn")
+    _checks.check_callable(optimizer_factory, "optimizer_factory")
     for name, value in (
         ("min_lr", min_lr),
         ("max_lr", max_lr),

@@ -241,8 +241,7 @@ def scale_by_schedule(schedule: Schedule) -> GradientTransformation:
     The first update uses ``schedule(0)``, as optax does and as a torch
     ``LRScheduler`` stepped once per optimizer step.
     """
-    if not callable(schedule):
-        raise TypeError(f"schedule must be callable, got {schedule!r}")
+    _checks.check_callable(schedule, "schedule")
 
     def init(params):
         return ScaleByScheduleState(count=_tree.scalar_like(params, 0, jnp.int32))
