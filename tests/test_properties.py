@@ -114,6 +114,10 @@ weight_decay = st.floats(0.0, 0.1)
 def _configs(with_decay: bool):
     """``(name, kwargs)`` strategies; ``with_decay=False`` pins every weight decay to 0."""
     wd = weight_decay if with_decay else st.just(0.0)
+    # adamw and adamax take the same hyperparameters.
+    adam_like = st.fixed_dictionaries(
+        {"learning_rate": lr, "b1": decay_rate, "b2": decay_rate, "eps": eps, "weight_decay": wd}
+    )
     return st.one_of(
         st.tuples(
             st.just("sgd"),
@@ -172,27 +176,11 @@ def _configs(with_decay: bool):
         ),
         st.tuples(
             st.just("adamw"),
-            st.fixed_dictionaries(
-                {
-                    "learning_rate": lr,
-                    "b1": decay_rate,
-                    "b2": decay_rate,
-                    "eps": eps,
-                    "weight_decay": wd,
-                }  # fmt: skip
-            ),
+            adam_like,
         ),
         st.tuples(
             st.just("adamax"),
-            st.fixed_dictionaries(
-                {
-                    "learning_rate": lr,
-                    "b1": decay_rate,
-                    "b2": decay_rate,
-                    "eps": eps,
-                    "weight_decay": wd,
-                }  # fmt: skip
-            ),
+            adam_like,
         ),
     )
 
