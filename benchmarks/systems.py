@@ -66,9 +66,9 @@ def jax_optimizer(system: str, optimizer: str):
         import jopt
 
         make = {
-            "momentum": lambda: jopt.momentum(hp["learning_rate"], hp["momentum"]),
-            "rmsprop": lambda: jopt.rmsprop(hp["learning_rate"], hp["decay"], hp["eps"]),
-            "adam": lambda: jopt.adam(hp["learning_rate"], hp["b1"], hp["b2"], hp["eps"]),
+            "momentum": lambda: jopt.momentum(hp["learning_rate"], momentum=hp["momentum"]),
+            "rmsprop": lambda: jopt.rmsprop(hp["learning_rate"], decay=hp["decay"], eps=hp["eps"]),
+            "adam": lambda: jopt.adam(hp["learning_rate"], b1=hp["b1"], b2=hp["b2"], eps=hp["eps"]),
         }
         return make[optimizer](), jopt.apply_updates
     if system == "optax":

@@ -1,132 +1,62 @@
 """jopt: optimizers and initializers for JAX, as composable gradient transformations."""
 
-from jopt import initializers, schedules, sharding, training, transforms
+from jopt import initializers, optimizers, schedules, sharding, training, transforms, wrappers
+from jopt._block import Field, abs_sq, block
 from jopt._core import (
     EmptyState,
     GradientTransformation,
+    Params,
     ScalarOrSchedule,
     Schedule,
+    Updates,
     apply_updates,
     chain,
     identity,
     tree_get,
 )
+from jopt._version import __version__
 from jopt.hyperparams import (
     InjectHyperparamsState,
     get_hyperparams,
     inject_hyperparams,
     set_hyperparams,
 )
-from jopt.optimizers import (
-    adadelta,
-    adagrad,
-    adam,
-    adamax,
-    adamw,
-    momentum,
-    nesterov,
-    rmsprop,
-    sgd,
-)
-from jopt.transforms import (
-    ScaleByAdadeltaState,
-    ScaleByAdamaxState,
-    ScaleByAdamState,
-    ScaleByAmsgradState,
-    ScaleByCenteredRmsState,
-    ScaleByRmsState,
-    ScaleByRssState,
-    ScaleByScheduleState,
-    TraceState,
-    add_decayed_weights,
-    clip,
-    clip_by_global_norm,
-    scale,
-    scale_by_adadelta,
-    scale_by_adam,
-    scale_by_adamax,
-    scale_by_learning_rate,
-    scale_by_rms,
-    scale_by_rss,
-    scale_by_schedule,
-    trace,
-)
-from jopt.wrappers import (
-    AccumulateState,
-    MaskedState,
-    PartitionState,
-    SkipNonfiniteState,
-    accumulate,
-    freeze,
-    masked,
-    partition,
-    skip_nonfinite,
-)
-
-__version__ = "0.1.0"
+from jopt.optimizers import *  # noqa: F403
+from jopt.transforms import *  # noqa: F403
+from jopt.wrappers import *  # noqa: F403
 
 __all__ = [
     # core
     "GradientTransformation",
     "EmptyState",
+    "Params",
+    "Updates",
     "Schedule",
     "ScalarOrSchedule",
     "chain",
     "identity",
     "apply_updates",
     "tree_get",
-    # building blocks
-    "scale",
-    "scale_by_learning_rate",
-    "scale_by_schedule",
-    "add_decayed_weights",
-    "clip",
-    "clip_by_global_norm",
-    "trace",
-    "scale_by_rss",
-    "scale_by_rms",
-    "scale_by_adadelta",
-    "scale_by_adam",
-    "scale_by_adamax",
-    # states
-    "TraceState",
-    "ScaleByRssState",
-    "ScaleByRmsState",
-    "ScaleByCenteredRmsState",
-    "ScaleByAdadeltaState",
-    "ScaleByAdamState",
-    "ScaleByAmsgradState",
-    "ScaleByAdamaxState",
-    "ScaleByScheduleState",
-    # optimizers
-    "sgd",
-    "momentum",
-    "nesterov",
-    "adagrad",
-    "adadelta",
-    "rmsprop",
-    "adam",
-    "adamw",
-    "adamax",
-    # wrappers
-    "skip_nonfinite",
-    "SkipNonfiniteState",
-    "partition",
-    "PartitionState",
-    "masked",
-    "MaskedState",
-    "freeze",
-    "accumulate",
-    "AccumulateState",
+    # writing blocks
+    "block",
+    "Field",
+    "abs_sq",
+    # optimizers (jopt.optimizers.ALL), building blocks and wrappers
+    *optimizers.ALL,
+    *transforms.__all__,
+    *wrappers.__all__,
     # live hyperparameters
     "inject_hyperparams",
     "get_hyperparams",
     "set_hyperparams",
     "InjectHyperparamsState",
     # submodules
+    "optimizers",
     "transforms",
+    "wrappers",
     "initializers",
     "schedules",
     "training",
     "sharding",
+    "__version__",
 ]

@@ -22,7 +22,7 @@ from typing import Any, NamedTuple, Protocol
 import jax
 import jax.numpy as jnp
 
-from jopt import _tree
+from jopt import _align, _numerics
 
 PyTree = Any
 Params = PyTree
@@ -116,7 +116,7 @@ def chain(*transforms: GradientTransformation) -> GradientTransformation:
                 + (f" of length {len(state)}" if isinstance(state, tuple) else "")
             )
         new_state = []
-        for member, member_state in zip(members, state):
+        for member, member_state in zip(members, state, strict=True):
             updates, member_state = member.update(updates, member_state, params, **extra_args)
             new_state.append(member_state)
         return updates, tuple(new_state)
@@ -143,12 +143,12 @@ def apply_updates(params: Params, updates: Updates) -> Params:
     whole.  Trees whose structures or shapes disagree raise a ``ValueError`` naming the
     first differing path (an update must never be broadcast into a parameter).
     """
-    _tree.check_matches(updates, "params", params)
+    _align.check_matches(updates, "params", params)
 
     def apply(param, update):
         if param is None:
             return None
-        if update is None or not _tree.is_trainable(param):
+        if update is None or not _numerics.is_trainable(param):
             return param
         param = jnp.asarray(param)
         return (param + update).astype(param.dtype)

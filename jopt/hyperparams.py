@@ -22,8 +22,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jopt import _checks, _core, _tree
+from jopt import _core, _numerics, _placement
 from jopt._core import GradientTransformation
+from jopt._validation import VOCABULARY, as_number, checked, is_concrete, is_static_zero
 
 __all__ = [
     "InjectHyperparamsState",
@@ -51,23 +52,6 @@ class InjectHyperparamsState(NamedTuple):
     hyperparams: dict[str, jax.Array]
     scheduled: dict[str, jax.Array]
     inner_state: Any
-
-
-# Ranges of the hyperparameters that jopt's optimizers and blocks share by name, checked
-# by set_hyperparams (the state does not know its factory, whose own checks do not run
-# on values traced under jit).  Other names are only checked to be finite.
-_RANGE_CHECKS: dict[str, Callable[[Any, str], None]] = {
-    "learning_rate": _checks.check_learning_rate,
-    "momentum": _checks.check_non_negative,
-    "weight_decay": _checks.check_non_negative,
-    "eps": _checks.check_non_negative,
-    "eps_root": _checks.check_non_negative,
-    "initial_accumulator_value": _checks.check_non_negative,
-    "b1": _checks.check_decay,
-    "b2": _checks.check_decay,
-    "decay": _checks.check_decay,
-    "rho": _checks.check_decay,
-}
 
 
 def _is_numeric_scalar(value: Any) -> bool:
@@ -152,12 +136,12 @@ def inject_hyperparams(
       A function with the factory's signature that returns the wrapped
       transformation, whose state is an :class:`InjectHyperparamsState`.
     """
-    _checks.check_callable(factory, "factory")
+    checked("factory", factory)
     if isinstance(static_args, str):
         static_args = (static_args,)
     static_names = frozenset(static_args)
     if hyperparam_dtype is not None:
-        _checks.check_dtype(hyperparam_dtype, "hyperparam_dtype")
+        hyperparam_dtype = checked("hyperparam_dtype", hyperparam_dtype)
 
     @functools.wraps(factory)
     def wrapped_factory(*args: Any, **kwargs: Any) -> GradientTransformation:
@@ -176,8 +160,8 @@ def inject_hyperparams(
                 static[name] = value
             elif callable(value):
                 schedules[name] = value
-            elif _is_numeric_scalar(value) and not _checks.is_static_zero(value):
-                if _checks.is_concrete(value) and not math.isfinite(float(value)):
+            elif _is_numeric_scalar(value) and not is_static_zero(value):
+                if is_concrete(value) and not math.isfinite(float(value)):
                     raise ValueError(f"{name} must be finite, got {value!r}")
                 live[name] = jnp.asarray(value, dtype=dtype)
             else:
@@ -202,10 +186,13 @@ def inject_hyperparams(
             inner_state = build(live, scheduled).init(params)
             # The 0-d state arrays are laid out like the inner state's step counts.
             return InjectHyperparamsState(
-                _tree.scalar_like(params, count0, jnp.int32),
-                {name: _tree.scalar_like(params, value, dtype) for name, value in live.items()},
+                _placement.scalar_like(params, count0, jnp.int32),
                 {
-                    name: _tree.scalar_like(params, value, dtype)
+                    name: _placement.scalar_like(params, value, dtype)
+                    for name, value in live.items()
+                },
+                {
+                    name: _placement.scalar_like(params, value, dtype)
                     for name, value in scheduled.items()
                 },
                 inner_state,
@@ -221,7 +208,7 @@ def inject_hyperparams(
             inner = build(state.hyperparams, scheduled)
             updates, inner_state = inner.update(updates, state.inner_state, params, **extra_args)
             new_state = InjectHyperparamsState(
-                _tree.safe_increment(state.count), state.hyperparams, scheduled, inner_state
+                _numerics.safe_increment(state.count), state.hyperparams, scheduled, inner_state
             )
             return updates, new_state
 
@@ -270,25 +257,20 @@ def get_hyperparams(state: Any) -> dict[str, jax.Array]:
 
 
 def _check_new_value(name: str, value: Any, old: jax.Array) -> jax.Array:
-    dtype = getattr(value, "dtype", None)
-    is_real = isinstance(value, numbers.Real) or (
-        dtype is not None
-        and (jnp.issubdtype(dtype, jnp.integer) or jnp.issubdtype(dtype, jnp.floating))
-    )
-    if isinstance(value, (bool, np.bool_)) or not is_real:
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
-    if np.shape(value) != np.shape(old):
+    if hasattr(value, "shape") and np.shape(value) != np.shape(old):
         raise ValueError(
             f"{name} must have shape {np.shape(old)} like the value it replaces, got shape "
             f"{np.shape(value)}"
         )
-    _checks.check_finite(value, name)
-    if name in _RANGE_CHECKS:
-        _RANGE_CHECKS[name](value, name)
+    as_number(name, value)  # TypeError for what is not a real number
+    if name in VOCABULARY:
+        checked(name, value)
+    else:
+        checked("value", value)  # at least finite
     # Same dtype, shape and placement as before: a jitted step sees the same input type
     # and does not retrace.
-    if isinstance(old, jax.Array) and _checks.is_concrete(old) and _checks.is_concrete(value):
-        return _tree.scalar_like(old, np.asarray(value), old.dtype)
+    if isinstance(old, jax.Array) and is_concrete(old) and is_concrete(value):
+        return _placement.scalar_like(old, np.asarray(value), old.dtype)
     return jnp.asarray(value, dtype=old.dtype)
 
 

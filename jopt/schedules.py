@@ -26,8 +26,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jopt import _checks
 from jopt._core import Schedule
+from jopt._validation import check, checked
 
 __all__ = [
     "constant",
@@ -47,16 +47,14 @@ def _check_boundaries(boundaries: Any, name: str = "boundaries") -> tuple[int, .
     """Non-negative, strictly increasing integers."""
     if not isinstance(boundaries, (Sequence, np.ndarray)) or isinstance(boundaries, str):
         raise TypeError(f"{name} must be a sequence of integers, got {boundaries!r}")
-    checked = tuple(
-        _checks.check_int(b, f"{name}[{i}]", minimum=0) for i, b in enumerate(list(boundaries))
-    )
-    for i in range(1, len(checked)):
-        if checked[i] <= checked[i - 1]:
+    bounds = tuple(checked(f"{name}[{i}]", b) for i, b in enumerate(list(boundaries)))
+    for i in range(1, len(bounds)):
+        if bounds[i] <= bounds[i - 1]:
             raise ValueError(
-                f"{name} must be strictly increasing, got {name}[{i - 1}]={checked[i - 1]} "
-                f"and {name}[{i}]={checked[i]}"
+                f"{name} must be strictly increasing, got {name}[{i - 1}]={bounds[i - 1]} "
+                f"and {name}[{i}]={bounds[i]}"
             )
-    return checked
+    return bounds
 
 
 # --- shared arithmetic -----------------------------------------------------------------
@@ -96,7 +94,7 @@ def _cosine_interp(t: jax.Array, start, end, steps) -> jax.Array:
 
 def constant(value: float | jax.Array) -> Schedule:
     """The schedule ``t -> value`` for every step."""
-    _checks.check_finite(value, "value")
+    check(value=value)
 
     def schedule(step):
         del step
@@ -114,9 +112,9 @@ def linear(
     ``v₁ = end_value`` and ``T = transition_steps`` (an integer ``>= 1``): ``v₀`` at
     ``t = 0``, ``v₁`` from ``t = T`` on.
     """
-    _checks.check_finite(init_value, "init_value")
-    _checks.check_finite(end_value, "end_value")
-    steps = _checks.check_int(transition_steps, "transition_steps", minimum=1)
+    check(init_value=init_value)
+    check(end_value=end_value)
+    steps = checked("transition_steps", transition_steps)
 
     def schedule(step):
         return _linear_interp(_step(step), init_value, end_value, steps)
@@ -137,10 +135,10 @@ def exponential_decay(
     exponent is ``⌊t / T⌋``, so the value drops by a factor ``r`` every ``T`` steps
     (torch's ``StepLR(step_size=T, gamma=r)``).
     """
-    _checks.check_finite(init_value, "init_value")
-    _checks.check_finite(decay_rate, "decay_rate")
-    _checks.check_non_negative(decay_rate, "decay_rate")
-    steps = _checks.check_int(transition_steps, "transition_steps", minimum=1)
+    check(init_value=init_value)
+    check(decay_rate=decay_rate)
+    check(decay_rate=decay_rate)
+    steps = checked("transition_steps", transition_steps)
     if not isinstance(staircase, (bool, np.bool_)):
         raise TypeError(f"staircase must be a bool, got {staircase!r}")
 
@@ -163,10 +161,10 @@ def cosine_decay(
     (``>= 0``): ``v₀`` at ``t = 0``, ``α·v₀`` from ``t = T`` on.  torch's
     ``CosineAnnealingLR(T_max=T, eta_min=α·v₀)`` over its first ``T`` steps.
     """
-    _checks.check_finite(init_value, "init_value")
-    _checks.check_finite(alpha, "alpha")
-    _checks.check_non_negative(alpha, "alpha")
-    steps = _checks.check_int(decay_steps, "decay_steps", minimum=1)
+    check(init_value=init_value)
+    check(alpha=alpha)
+    check(alpha=alpha)
+    steps = checked("decay_steps", decay_steps)
 
     def schedule(step):
         return _cosine_interp(_step(step), init_value, alpha * init_value, steps)
@@ -193,11 +191,11 @@ def warmup_cosine_decay(
     so ``value(W) = v_peak`` and ``value(t) = v_end`` from ``t = D`` on.  With ``W = 0``
     there is no warmup and ``init_value`` is not used.
     """
-    _checks.check_finite(init_value, "init_value")
-    _checks.check_finite(peak_value, "peak_value")
-    _checks.check_finite(end_value, "end_value")
-    warmup = _checks.check_int(warmup_steps, "warmup_steps", minimum=0)
-    total = _checks.check_int(decay_steps, "decay_steps", minimum=0)
+    check(init_value=init_value)
+    check(peak_value=peak_value)
+    check(end_value=end_value)
+    warmup = checked("warmup_steps", warmup_steps)
+    total = checked("decay_steps", decay_steps)
     if total <= warmup:
         raise ValueError(
             f"decay_steps must be greater than warmup_steps (it counts the warmup too), "
@@ -233,7 +231,7 @@ def piecewise_constant(boundaries: Sequence[int], values: Sequence[float | jax.A
             f"got {len(values)}: {values!r}"
         )
     for i, v in enumerate(values):
-        _checks.check_finite(v, f"values[{i}]")
+        checked(f"values[{i}]", v)
 
     def schedule(step):
         t = jnp.asarray(step)

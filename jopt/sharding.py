@@ -51,7 +51,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import AbstractMesh, Mesh, NamedSharding, PartitionSpec, Sharding
 
-from jopt import _tree
+from jopt import _numerics
 
 PyTree = Any
 
@@ -79,7 +79,7 @@ def _check_optimizer(optimizer: Any, caller: str) -> None:
 
 def _param_leaves(params: PyTree, caller: str):
     """Param leaves (``None`` kept as a leaf), their paths, and their tree structure."""
-    with_paths, treedef = jax.tree_util.tree_flatten_with_path(params, is_leaf=_tree._is_none)
+    with_paths, treedef = jax.tree_util.tree_flatten_with_path(params, is_leaf=_numerics.is_none)
     paths = [jax.tree_util.keystr(path) for path, _ in with_paths]
     leaves = [leaf for _, leaf in with_paths]
     for path, leaf in zip(paths, leaves):
@@ -94,19 +94,19 @@ def _param_leaves(params: PyTree, caller: str):
 def _is_state_of(subtree: PyTree, param_leaves: list, param_def) -> list | None:
     """The state leaves of ``subtree`` if it is a per-parameter state tree, else ``None``.
 
-    A per-parameter state tree (what ``_tree.zeros_like(params)`` builds) has the
+    A per-parameter state tree (what ``Field.zeros()`` builds) has the
     params' structure, a floating leaf of the parameter's shape for trainable
     parameters (or ``None``) and ``None`` for the others.  Integer leaves such as step
     counts never match, even when a parameter is 0-d.
     """
-    leaves, treedef = jax.tree_util.tree_flatten(subtree, is_leaf=_tree._is_none)
+    leaves, treedef = jax.tree_util.tree_flatten(subtree, is_leaf=_numerics.is_none)
     if treedef != param_def:
         return None
     matched = False
     for leaf, param in zip(leaves, param_leaves):
         if leaf is None:
             continue
-        if not _tree.is_trainable(param) or not jnp.issubdtype(leaf.dtype, jnp.inexact):
+        if not _numerics.is_trainable(param) or not jnp.issubdtype(leaf.dtype, jnp.inexact):
             return None
         if tuple(leaf.shape) != tuple(np.shape(param)):
             return None
@@ -157,7 +157,7 @@ def _state_leaves(optimizer, params: PyTree, caller: str):
 def _fill(index_tree: PyTree, values: list) -> PyTree:
     """Replace the indices of ``index_tree`` by ``values[index]``."""
     return jax.tree.map(
-        lambda i: None if i is None else values[i], index_tree, is_leaf=_tree._is_none
+        lambda i: None if i is None else values[i], index_tree, is_leaf=_numerics.is_none
     )
 
 
@@ -215,7 +215,7 @@ def state_shardings(optimizer, params: PyTree, mesh: Mesh | None = None) -> PyTr
         _check_mesh(mesh, caller)
     state_leaves, index_tree, param_leaves, _ = _state_leaves(optimizer, params, caller)
     param_shardings = [
-        getattr(p, "sharding", None) if _tree.is_trainable(p) else None for p in param_leaves
+        getattr(p, "sharding", None) if _numerics.is_trainable(p) else None for p in param_leaves
     ]
     if mesh is None:
         mesh = _mesh_of(param_shardings, caller)
@@ -446,7 +446,7 @@ def zero_shardings(
     # parameter are split alike, so one slice of its gradient serves them all).
     param_specs: list[tuple[PartitionSpec, int | None, str | None] | None] = []
     for p, path in zip(param_leaves, param_paths):
-        if not _tree.is_trainable(p):
+        if not _numerics.is_trainable(p):
             param_specs.append(None)
             continue
         base = _base_spec(getattr(p, "sharding", None), mesh, path, caller)
@@ -472,7 +472,7 @@ def zero_shardings(
                 device_nbytes=_device_nbytes(leaf.shape, leaf.dtype, spec, mesh),
             )
         )
-    param_def = jax.tree_util.tree_structure(params, is_leaf=_tree._is_none)
+    param_def = jax.tree_util.tree_structure(params, is_leaf=_numerics.is_none)
     param_shardings = param_def.unflatten(
         [None if s is None else NamedSharding(mesh, s[0]) for s in param_specs]
     )

@@ -37,8 +37,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jopt import _checks, _core
+from jopt import _core
 from jopt._core import GradientTransformation, apply_updates
+from jopt._validation import checked
 
 PyTree = Any
 LossFn = Callable[[PyTree, PyTree], Any]
@@ -86,7 +87,7 @@ def _num_examples(data: PyTree) -> int:
 def _check_batch_size(batch_size: Any, n: int) -> int | None:
     if batch_size is None:
         return None
-    batch_size = _checks.check_int(batch_size, "batch_size", 1)
+    batch_size = checked("batch_size", batch_size)
     if batch_size > n:
         raise ValueError(f"batch_size must be <= the number of examples ({n}), got {batch_size}")
     return batch_size
@@ -155,7 +156,7 @@ def make_step(
     parameters *before* the update.  The step is traced and compiled once per distinct
     batch shape (and dtype); every later call with the same shapes reuses it.
     """
-    _checks.check_callable(loss_fn, "loss_fn")
+    checked("loss_fn", loss_fn)
     _check_optimizer(optimizer)
     if not isinstance(has_aux, bool):
         raise TypeError(f"has_aux must be a bool, got {has_aux!r}")
@@ -490,15 +491,15 @@ def fit(
     One step is compiled per batch shape: one for full batches and, if ``N mod n ≠ 0``,
     one for the ragged last batch, each on first use.
     """
-    _checks.check_callable(loss_fn, "loss_fn")
+    checked("loss_fn", loss_fn)
     _check_optimizer(optimizer)
-    epochs = _checks.check_int(epochs, "epochs", 0)
+    epochs = checked("epochs", epochs)
     if not isinstance(progress, bool):
         raise TypeError(f"progress must be a bool, got {progress!r}")
     if eval_fn is not None:
-        _checks.check_callable(eval_fn, "eval_fn")
+        checked("eval_fn", eval_fn)
     if callback is not None:
-        _checks.check_callable(callback, "callback")
+        checked("callback", callback)
     n = _num_examples(data)
     batch_size = _check_batch_size(batch_size, n)
     _check_key(key, needed=batch_size is not None)
@@ -674,8 +675,8 @@ def lr_range_test(
 
     **Returns:** an :class:`LRRangeTest`.
     """
-    _checks.check_callable(loss_fn, "loss_fn")
-    _checks.check_callable(optimizer_factory, "optimizer_factory")
+    checked("loss_fn", loss_fn)
+    checked("optimizer_factory", optimizer_factory)
     for name, value in (
         ("min_lr", min_lr),
         ("max_lr", max_lr),
@@ -688,7 +689,7 @@ def lr_range_test(
         raise ValueError(f"min_lr must be a finite number > 0, got {min_lr!r}")
     if not (math.isfinite(max_lr) and max_lr > min_lr):
         raise ValueError(f"max_lr must be finite and > min_lr={min_lr!r}, got {max_lr!r}")
-    steps = _checks.check_int(steps, "steps", 3)
+    steps = checked("steps", steps)
     if not 0 <= smoothing < 1:
         raise ValueError(f"smoothing must be in [0, 1), got {smoothing!r}")
     if not divergence > 1:

@@ -1,4 +1,4 @@
-"""Wrappers: transformations that take a transformation."""
+"""Parameter groups: a different transformation for each group of leaves."""
 
 from __future__ import annotations
 
@@ -9,99 +9,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jopt import _checks, _core, _tree
+from jopt import _core, _numerics
 from jopt._core import GradientTransformation
 
-# --- skip_nonfinite ------------------------------------------------------------------
-
-
-class SkipNonfiniteState(NamedTuple):
-    """The state of :func:`skip_nonfinite`.
-
-    Attributes:
-      inner_state: the wrapped optimizer's state, untouched by skipped steps.
-      total_skipped: int32, how many steps were skipped so far (saturating).
-      consecutive_nonfinite: int32, how many updates in a row, up to the last one,
-        were non-finite, whether skipped or let through; a finite update resets it
-        to 0 (saturating).
-    """
-
-    inner_state: Any
-    total_skipped: jax.Array
-    consecutive_nonfinite: jax.Array
-
-
-def _all_finite(updates: Any) -> jax.Array:
-    """A boolean scalar: no trainable leaf of ``updates`` holds a NaN or an infinity."""
-    leaves = [g for g in jax.tree.leaves(updates) if _tree.is_trainable(g)]
-    return jnp.all(jnp.asarray([jnp.all(jnp.isfinite(g)) for g in leaves], dtype=bool))
-
-
-def skip_nonfinite(
-    optimizer: GradientTransformation, max_consecutive: int | None = None
-) -> GradientTransformation:
-    """Skip the steps whose incoming updates hold a NaN or an infinity.
-
-    With ``c`` the number of non-finite updates in a row before this one, a step is
-    skipped when ``¬finite(g) ∧ (max_consecutive is None ∨ c < max_consecutive)``.  A
-    skipped step returns updates of ``−0.0`` (so ``apply_updates`` returns every
-    parameter bit for bit, ``−0.0`` included) and keeps the inner state exactly as it
-    was; it adds 1 to ``total_skipped``.  Every non-finite update adds 1 to
-    ``consecutive_nonfinite`` and a finite one resets it to 0.  Once
-    ``max_consecutive`` non-finite updates in a row have been skipped the next ones
-    go through, so a run that keeps producing NaNs fails visibly instead of stalling.
-    ``max_consecutive=0`` lets everything through.
-
-    "Finite" looks at the trainable (floating and complex) leaves of the incoming
-    updates only; ``None``, integer and boolean leaves are ignored.  The choice is made
-    with ``jnp.where``, not Python branching, so the wrapper works under ``jit`` and
-    ``vmap``; the inner update is computed on every step and discarded when skipped.
-
-    Args:
-      optimizer: the wrapped transformation (jopt's or optax's).
-      max_consecutive: ``None`` (skip every non-finite step) or an integer ``>= 0``.
-
-    Returns:
-      A transformation whose state is a :class:`SkipNonfiniteState`.
-    """
-    inner = _core._as_transformation(optimizer, "skip_nonfinite: optimizer")
-    if max_consecutive is not None:
-        # Above int32's range the counter saturates first: the limit is never reached.
-        max_consecutive = min(
-            _checks.check_int(max_consecutive, "max_consecutive", 0), _tree.INT32_MAX
-        )
-
-    def init(params):
-        return SkipNonfiniteState(
-            inner_state=inner.init(params),
-            total_skipped=_tree.scalar_like(params, 0, jnp.int32),
-            consecutive_nonfinite=_tree.scalar_like(params, 0, jnp.int32),
-        )
-
-    def update(updates, state, params=None, **extra_args):
-        finite = _all_finite(updates)
-        skip = jnp.logical_not(finite)
-        if max_consecutive is not None:
-            skip = skip & (state.consecutive_nonfinite < max_consecutive)
-        new_updates, new_inner = inner.update(updates, state.inner_state, params, **extra_args)
-        inner_state = jax.tree.map(
-            lambda old, new: jnp.where(skip, old, new), state.inner_state, new_inner
-        )
-        # x + (−0.0) == x for every x, −0.0 included; x + 0.0 would turn −0.0 into 0.0.
-        new_updates = _tree.map_updates(
-            lambda u: jnp.where(skip, -jnp.zeros_like(u), u), new_updates
-        )
-        return new_updates, SkipNonfiniteState(
-            inner_state=inner_state,
-            total_skipped=jnp.where(
-                skip, _tree.safe_increment(state.total_skipped), state.total_skipped
-            ),
-            consecutive_nonfinite=jnp.where(
-                finite, 0, _tree.safe_increment(state.consecutive_nonfinite)
-            ).astype(jnp.int32),
-        )
-
-    return GradientTransformation(init, update)
+__all__ = ["MaskedState", "PartitionState", "freeze", "masked", "partition"]
 
 
 # --- parameter groups: partition, masked, freeze ----------------------------------------
@@ -127,7 +38,7 @@ def _per_leaf(prefix: Any, tree: Any, name: str) -> list[Any]:
         prefix = prefix(tree)
     try:
         full = jax.tree.map(
-            lambda entry, sub: jax.tree.map(lambda _: _Box(entry), sub, is_leaf=_tree._is_none),
+            lambda entry, sub: jax.tree.map(lambda _: _Box(entry), sub, is_leaf=_numerics.is_none),
             prefix,
             tree,
         )
@@ -157,7 +68,7 @@ def _mask_flags(mask: Any, tree: Any, name: str = "mask") -> list[bool]:
 
 
 def _leaves(tree: Any) -> tuple[list[Any], Any]:
-    return jax.tree.flatten(tree, is_leaf=_tree._is_none)
+    return jax.tree.flatten(tree, is_leaf=_numerics.is_none)
 
 
 def _select(tree: Any, flags: list[bool]) -> Any:
@@ -321,92 +232,9 @@ def freeze(mask: Any) -> GradientTransformation:
         flags = _mask_flags(mask, updates)
         leaves, treedef = _leaves(updates)
         zeroed = [
-            jnp.zeros_like(g) if frozen and _tree.is_trainable(g) else g
+            jnp.zeros_like(g) if frozen and _numerics.is_trainable(g) else g
             for g, frozen in zip(leaves, flags)
         ]
         return treedef.unflatten(zeroed), state
-
-    return GradientTransformation(init, update)
-
-
-# --- gradient accumulation ----------------------------------------------------------------
-
-
-class AccumulateState(NamedTuple):
-    """The state of :func:`accumulate`.
-
-    Attributes:
-      micro_step: int32 in ``[0, every_k)``, the micro-steps since the last inner update.
-      grad_sum: the sum of their updates, one buffer shaped (and typed) like the params.
-      inner_state: the wrapped optimizer's state, changed only on inner updates.
-    """
-
-    micro_step: jax.Array
-    grad_sum: Any
-    inner_state: Any
-
-
-def accumulate(optimizer: GradientTransformation, every_k: int) -> GradientTransformation:
-    """Gradient accumulation: one inner update every ``every_k`` micro-steps, on the mean.
-
-    With ``k = every_k`` and micro-step gradients ``g₁ … g_k``: the first ``k − 1``
-    micro-steps only add to the buffer ``s ← s + gᵢ`` and return zero updates (the
-    params do not move, so all ``k`` gradients are taken at the same point); the
-    ``k``-th runs the inner update on ``ḡ = (s + g_k) / k`` and resets ``s`` to zero.
-    Over ``k·n`` micro-steps this is the inner optimizer on ``n`` steps of averaged
-    gradients: with equal micro-batches of a mean loss, the large-batch run.
-
-    The inner update sits in a ``lax.cond`` on the micro-step counter, so under ``jit``
-    it runs only on the ``k``-th micro-step (not on every micro-step with the result
-    discarded afterwards); under ``vmap`` the ``cond`` becomes a select and both sides
-    run.  Memory: the inner state plus one params-shaped buffer and an int32 counter.
-    The buffer has the params' dtype, so for bfloat16 params the sum is rounded to
-    bfloat16 at each micro-step.
-
-    Args:
-      optimizer: the inner transformation (jopt's or optax's).
-      every_k: the number of micro-steps per inner update, an integer ``>= 1``.
-
-    Returns:
-      A transformation whose state is an :class:`AccumulateState`.
-    """
-    inner = _core._as_transformation(optimizer, "optimizer")
-    k = _checks.check_int(every_k, "every_k", 1)
-
-    def init(params):
-        return AccumulateState(
-            micro_step=_tree.scalar_like(params, 0, jnp.int32),
-            grad_sum=_tree.zeros_like(params),
-            inner_state=inner.init(params),
-        )
-
-    def update(updates, state, params=None, **extra_args):
-        _, grad_sum = _tree.map_with_state(
-            lambda g, s: (g, (s + g).astype(s.dtype)),
-            updates,
-            state.grad_sum,
-            params=params,
-            names=("grad_sum",),
-        )
-
-        def run_inner(grad_sum, inner_state):
-            mean, _ = _tree.map_with_state(
-                lambda g, s: ((s / k).astype(g.dtype), s), updates, grad_sum
-            )
-            new_updates, inner_state = inner.update(mean, inner_state, params, **extra_args)
-            return new_updates, inner_state, _tree.zeros_like(grad_sum)
-
-        def hold(grad_sum, inner_state):
-            # Zero updates of exactly the types the inner update would return.
-            shapes = jax.eval_shape(run_inner, grad_sum, inner_state)[0]
-            zeros = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
-            return zeros, inner_state, grad_sum
-
-        last = state.micro_step == k - 1
-        new_updates, inner_state, grad_sum = jax.lax.cond(
-            last, run_inner, hold, grad_sum, state.inner_state
-        )
-        micro_step = jnp.where(last, 0, state.micro_step + 1).astype(jnp.int32)
-        return new_updates, AccumulateState(micro_step, grad_sum, inner_state)
 
     return GradientTransformation(init, update)

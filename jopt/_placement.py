@@ -1,0 +1,76 @@
+"""Where new state lives: per-parameter state follows its parameter, scalars replicate.
+
+``init`` called eagerly on sharded parameters returns state laid out like them, so a
+jitted step sees the same shardings before and after its first call and compiles once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jopt._numerics import dtype_of, is_none, is_trainable, real_dtype
+
+PyTree = Any
+
+
+def leaf_dtype(param: Any, dtype=None, *, real: bool = False):
+    """The storage dtype of a state leaf for ``param``.
+
+    ``dtype`` (default: the parameter's) sets the precision; a complex parameter keeps a
+    complex state unless ``real`` (accumulators of squared magnitudes are real).
+    """
+    result = dtype if dtype is not None else dtype_of(param)
+    if dtype is not None and jnp.iscomplexobj(param):
+        # A real storage dtype for a complex parameter sets its precision only: storing
+        # a complex moment as real would drop its imaginary part.
+        result = jnp.promote_types(result, jnp.complex64)
+    return real_dtype(result) if real else jnp.dtype(result)
+
+
+def full_like(param: Any, value: Any = 0.0, dtype=None, *, real: bool = False) -> jax.Array:
+    """An array shaped like ``param`` filled with ``value``, on ``param``'s devices.
+
+    ``jnp.full_like`` keeps the parameter's sharding (or device), so ``init`` on sharded
+    params gives state sharded alike.
+    """
+    return jnp.full_like(param, value, dtype=leaf_dtype(param, dtype, real=real))
+
+
+def zeros_like(params: PyTree, dtype=None, *, real: bool = False) -> PyTree:
+    """Zeros shaped like each trainable leaf of ``params``, ``None`` for every other leaf."""
+    return jax.tree.map(
+        lambda p: full_like(p, 0, dtype, real=real) if is_trainable(p) else None,
+        params,
+        is_leaf=is_none,
+    )
+
+
+def scalar_like(params: PyTree, value: Any, dtype) -> jax.Array:
+    """A 0-d state array (a step count, an injected hyperparameter) for ``params``.
+
+    Scalars are replicated, never split.  When ``params`` holds concrete arrays laid
+    out over a multi-device mesh (a :class:`jax.sharding.NamedSharding`), the scalar
+    is placed replicated on that mesh, which is where a jitted update returns it: the
+    state's shardings are then the same before and after the first step, and the step
+    compiles once.  Otherwise (tracers, NumPy or single-device arrays) it is a plain
+    ``jnp.asarray(value, dtype)``; so is a traced ``value`` (``init`` under ``jit``).
+    """
+    if isinstance(value, jax.core.Tracer):
+        return jnp.asarray(value, dtype)
+    scalar = np.asarray(value, dtype)
+    for leaf in jax.tree.leaves(params):
+        sharding = getattr(leaf, "sharding", None)
+        if (
+            isinstance(leaf, jax.Array)
+            and not isinstance(leaf, jax.core.Tracer)
+            and isinstance(sharding, jax.sharding.NamedSharding)
+            and len(sharding.device_set) > 1
+        ):
+            replicated = jax.sharding.NamedSharding(sharding.mesh, jax.sharding.PartitionSpec())
+            # make_array_from_callback also works when the mesh spans several hosts.
+            return jax.make_array_from_callback((), replicated, lambda _: scalar)
+    return jnp.asarray(scalar)

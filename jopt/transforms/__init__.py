@@ -1,0 +1,24 @@
+"""Building blocks: small gradient transformations that the optimizers chain.
+
+Each block does one thing to the incoming updates ``g`` (of any pytree structure) and
+keeps the state that needs.  Every per-parameter block is written with
+:func:`jopt.block`, which owns the rules shared by all of them: ``None`` leaves pass
+through, integer and boolean leaves are not trained, complex leaves use ``|g|²``,
+arithmetic runs in at least float32 and results keep their storage dtype, and trees
+that disagree raise errors naming the path.
+
+Blocks that share a name with optax compute what optax's compute, for the same
+arguments and with the same defaults; jopt's additions are keyword arguments that
+default to optax's behaviour (``eps_root``, ``nu_dtype``, ``correct_after_max``).
+"""
+
+from jopt.transforms._adam import *  # noqa: F403
+from jopt.transforms._adam import __all__ as _adam
+from jopt.transforms._adaptive import *  # noqa: F403
+from jopt.transforms._adaptive import __all__ as _adaptive
+from jopt.transforms._momentum import *  # noqa: F403
+from jopt.transforms._momentum import __all__ as _momentum
+from jopt.transforms._scaling import *  # noqa: F403
+from jopt.transforms._scaling import __all__ as _scaling
+
+__all__ = [*_scaling, *_momentum, *_adaptive, *_adam]
