@@ -204,9 +204,8 @@ def block(
         del extra_args
         if needs_params and params is None:
             raise ValueError(f"{name} needs params: call update(updates, state, params)")
-        if not names:  # a stateless block keeps whatever state it is given, as optax's
-            pass
-        elif not isinstance(state, state_type):
+        # A stateless block keeps whatever state it is given, as optax's do.
+        if names and not isinstance(state, state_type):
             raise ValueError(
                 f"{name}: state must be the {state_type.__name__} that init returned, got "
                 f"{type(state).__name__}"
@@ -239,6 +238,8 @@ def block(
             outputs[i], new_leaves = fn(*arguments)
             for column, new in zip(new_columns, new_leaves, strict=True):
                 column[i] = new
+        if not names:
+            return treedef.unflatten(outputs), state
         new_state = state._replace(
             **{n: treedef.unflatten(c) for n, c in zip(leaf_names, new_columns, strict=True)}
         )

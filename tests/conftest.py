@@ -1,8 +1,8 @@
 """Fixtures shared by the whole suite.
 
-The suite runs with 64-bit types enabled so that jopt can be compared with float64
-NumPy restatements of the equations at rtol 1e-10.  Tests that check float32 (or
-lower) behaviour build their arrays with an explicit dtype.
+64-bit types are off, as for users: most tests see the float32 path that users run.
+A test (or a module, with ``pytestmark``) marked ``float64`` runs with 64-bit types
+enabled, for comparisons with float64 NumPy restatements at rtol 1e-10.
 """
 
 from __future__ import annotations
@@ -11,7 +11,14 @@ import jax
 import numpy as np
 import pytest
 
-jax.config.update("jax_enable_x64", True)
+
+@pytest.fixture(autouse=True)
+def _float64_when_marked(request):
+    if request.node.get_closest_marker("float64") is None:
+        yield
+        return
+    with jax.enable_x64(True):
+        yield
 
 
 def make_nested_tree(rng: np.random.Generator, dtype=np.float64):

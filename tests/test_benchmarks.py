@@ -20,6 +20,9 @@ import pytest
 
 from benchmarks import shapes, systems
 
+# Compared with float64 restatements: 64-bit types on for every test here.
+pytestmark = pytest.mark.float64
+
 ROOT = Path(__file__).resolve().parent.parent
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 

@@ -25,6 +25,9 @@ from test_reliability import assert_trees_bitwise_equal as assert_bitwise_equal
 
 import jopt
 
+# Compared with float64 restatements: 64-bit types on for every test here.
+pytestmark = pytest.mark.float64
+
 OPTIMIZERS = {
     "sgd": lambda: jopt.sgd(0.1),
     "momentum": lambda: jopt.momentum(0.05, weight_decay=1e-3),

@@ -21,6 +21,9 @@ import pytest
 import jopt
 from jopt import _cli, _lecture_table
 
+# Compared with float64 restatements: 64-bit types on for every test here.
+pytestmark = pytest.mark.float64
+
 pytest.importorskip("sklearn")
 
 ROOT = Path(__file__).resolve().parents[1]

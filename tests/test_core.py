@@ -17,6 +17,9 @@ from test_optimizers import REFERENCES
 
 import jopt
 
+# Compared with float64 restatements: 64-bit types on for every test here.
+pytestmark = pytest.mark.float64
+
 INT32_MAX = np.iinfo(np.int32).max
 
 

@@ -19,6 +19,9 @@ import pytest
 import jopt
 from jopt import schedules
 
+# Compared with float64 restatements: 64-bit types on for every test here.
+pytestmark = pytest.mark.float64
+
 STEPS = 12
 
 

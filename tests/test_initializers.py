@@ -20,6 +20,9 @@ from scipy import stats
 import jopt.initializers  # noqa: F401  (the package may not re-export it yet)
 from jopt import initializers as init
 
+# Compared with float64 restatements: 64-bit types on for every test here.
+pytestmark = pytest.mark.float64
+
 KEY = jax.random.key(20240601)
 # The heavier statistical tests use the "rbg" key implementation: the initializers do not
 # depend on the key's implementation, and it compiles about twice as fast as threefry on CPU,

@@ -25,6 +25,9 @@ from conftest import make_nested_tree
 
 import jopt
 
+# Compared with float64 restatements: 64-bit types on for every test here.
+pytestmark = pytest.mark.float64
+
 # --- the configurations every test below runs over --------------------------------------
 
 # (optimizer name, keyword arguments): every optimizer with every option, alone and

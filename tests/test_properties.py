@@ -22,6 +22,9 @@ from hypothesis import strategies as st
 
 import jopt
 
+# Compared with float64 restatements: 64-bit types on for every test here.
+pytestmark = __import__("pytest").mark.float64
+
 # Derandomized, with no example database: the same examples on every run and machine,
 # so a failure in CI reproduces locally and the suite is never flaky.
 SETTINGS = settings(

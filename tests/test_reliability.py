@@ -14,6 +14,9 @@ import pytest
 
 import jopt
 
+# Compared with float64 restatements: 64-bit types on for every test here.
+pytestmark = pytest.mark.float64
+
 INT32_MAX = np.iinfo(np.int32).max
 
 # Every optimizer, with the options that add state.

@@ -15,10 +15,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from test_parity import GOLDEN_RTOL, load_golden, replay
+from golden_replay import GOLDEN_RTOL, load_golden, replay
 
 import jopt
 from jopt import schedules
+
+# Compared with float64 restatements: 64-bit types on for every test here.
+pytestmark = pytest.mark.float64
 
 INT32_MAX = 2**31 - 1
 

@@ -32,6 +32,9 @@ from jax.sharding import PartitionSpec as P
 import jopt
 from jopt.sharding import state_shardings, zero_shardings
 
+# Compared with float64 restatements: 64-bit types on for every test here.
+pytestmark = pytest.mark.float64
+
 ROOT = Path(__file__).resolve().parents[1]
 N_DEVICES = 8
 

@@ -20,6 +20,9 @@ import pytest
 import jopt
 from jopt import training
 
+# Compared with float64 restatements: 64-bit types on for every test here.
+pytestmark = pytest.mark.float64
+
 # --- problems ------------------------------------------------------------------------
 
 

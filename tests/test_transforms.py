@@ -17,6 +17,9 @@ from test_optimizers import REFERENCES, _config_id, _noises
 
 import jopt
 
+# Compared with float64 restatements: 64-bit types on for every test here.
+pytestmark = pytest.mark.float64
+
 STEPS = 50
 
 # Each block, its reference optimizer and the renaming of its arguments there.

@@ -15,6 +15,9 @@ import pytest
 
 import jopt
 
+# Compared with float64 restatements: 64-bit types on for every test here.
+pytestmark = pytest.mark.float64
+
 NAN, INF = float("nan"), float("inf")
 
 # (id, constructor, exception, substrings the message must contain)
