@@ -13,6 +13,7 @@ from jopt._core import (
     chain,
     identity,
     tree_get,
+    tree_get_all,
 )
 from jopt._version import __version__
 from jopt.hyperparams import (
@@ -37,6 +38,7 @@ __all__ = [
     "identity",
     "apply_updates",
     "tree_get",
+    "tree_get_all",
     # writing blocks
     "block",
     "Field",

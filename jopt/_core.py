@@ -156,29 +156,68 @@ def apply_updates(params: Params, updates: Updates) -> Params:
     return jax.tree.map(apply, params, updates, is_leaf=lambda x: x is None)
 
 
+def _is_namedtuple(x: Any) -> bool:
+    return isinstance(x, tuple) and hasattr(x, "_fields")
+
+
+def _children(tree: Any) -> list[tuple[str, Any, Any]]:
+    """``(path step, name or None, child)`` for each child of a state node; ``[]`` for a leaf."""
+    if _is_namedtuple(tree):
+        return [(f".{field}", field, getattr(tree, field)) for field in tree._fields]
+    if isinstance(tree, dict):
+        return [(f"[{key!r}]", key, value) for key, value in tree.items()]
+    if isinstance(tree, (tuple, list)):
+        return [(f"[{i}]", None, value) for i, value in enumerate(tree)]
+    return []
+
+
+def tree_get_all(tree: PyTree, name: str) -> list[tuple[str, Any]]:
+    """Every entry called ``name`` in a nested state, with its path, depth first.
+
+    An entry is a ``NamedTuple`` field or a dict key called ``name``, or a
+    ``NamedTuple`` whose class is called ``name``.  The search does not look inside an
+    entry it found.  Paths read like ``"[1].mu"`` or
+    ``".inner_states['head'][0].trace"``.
+
+    Example::
+
+        state = jopt.partition({"a": jopt.adam(), "b": jopt.adam()}, labels).init(params)
+        jopt.tree_get_all(state, "mu")
+        # [(".inner_states['a'][0].mu", ...), (".inner_states['b'][0].mu", ...)]
+    """
+    found: list[tuple[str, Any]] = []
+
+    def walk(node: Any, path: str) -> None:
+        for step, key, child in _children(node):
+            if key == name or (_is_namedtuple(child) and type(child).__name__ == name):
+                found.append((path + step, child))
+            else:
+                walk(child, path + step)
+
+    if _is_namedtuple(tree) and type(tree).__name__ == name:
+        return [("", tree)]
+    walk(tree, "")
+    return found
+
+
 def tree_get(tree: PyTree, name: str, default: Any = None) -> Any:
-    """The first field called ``name`` in a nested state, searching depth first.
+    """The entry called ``name`` in a nested state (see :func:`tree_get_all`).
 
     ``tree_get(adam_state, "mu")`` finds Adam's first moment inside a chain's tuple of
     states, wherever the optimizer put it.  Returns ``default`` if there is none.
+
+    Raises:
+      KeyError: when several entries have that name (two Adams under
+        :func:`jopt.partition`, say), listing their paths; pick one with
+        :func:`tree_get_all`.
     """
-    if isinstance(tree, tuple) and hasattr(tree, "_fields"):
-        if name in tree._fields:
-            return getattr(tree, name)
-        children = tuple(tree)
-    elif isinstance(tree, dict):
-        if name in tree:
-            return tree[name]
-        children = tuple(tree.values())
-    elif isinstance(tree, (tuple, list)):
-        children = tuple(tree)
-    else:
+    found = tree_get_all(tree, name)
+    if not found:
         return default
-    for child in children:
-        found = tree_get(child, name, _MISSING)
-        if found is not _MISSING:
-            return found
-    return default
-
-
-_MISSING = object()
+    if len(found) > 1:
+        paths = ", ".join(path for path, _ in found)
+        raise KeyError(
+            f"{name!r} is ambiguous: {len(found)} entries match, at {paths}; use "
+            f"jopt.tree_get_all(state, {name!r}) and pick one by its path"
+        )
+    return found[0][1]

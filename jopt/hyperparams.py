@@ -5,15 +5,14 @@ recompiling.
 ``jopt.adam(learning_rate=1e-3)``, except that its numeric hyperparameters live in the
 state as arrays instead of being baked into the compiled update as constants.  A jitted
 training step then takes them as inputs, so :func:`set_hyperparams` changes them between
-steps with no retracing, and :func:`get_hyperparams` reads them (e.g. to log the current
-learning rate).
+steps with no retracing, and :func:`get_hyperparams` (or ``state.hyperparams``, as in
+optax) reads them, e.g. to log the current learning rate.
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
-import math
 import numbers
 from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
@@ -37,25 +36,42 @@ __all__ = [
 class InjectHyperparamsState(NamedTuple):
     """The state of an optimizer built by :func:`inject_hyperparams`.
 
+    The first three fields are optax's.
+
     Attributes:
       count: the number of updates applied so far (int32, saturating); a schedule is
         evaluated at this count.
-      hyperparams: the live numeric hyperparameters, ``name -> 0-d array``; change them
-        with :func:`set_hyperparams`.
-      scheduled: the hyperparameters given as schedules, ``name -> 0-d array``: the
-        value the latest update used, ``schedule(count − 1)`` (``schedule(0)``, the value
-        the first update will use, in the state ``init`` returns).
+      hyperparams: every numeric hyperparameter, ``name -> 0-d array``.  A live one
+        holds its value (change it with :func:`set_hyperparams`); one given as a
+        schedule holds the value the latest update used, ``schedule(count − 1)``
+        (``schedule(0)``, the value the first update will use, in the state ``init``
+        returns).
       inner_state: the state of the optimizer built with these values.
+      scheduled: the names of the hyperparameters that follow a schedule, as a dict
+        ``name -> None`` (it holds no arrays, so the state stays a tree of arrays).
     """
 
     count: jax.Array
     hyperparams: dict[str, jax.Array]
-    scheduled: dict[str, jax.Array]
     inner_state: Any
+    scheduled: dict[str, None]
+
+
+def _is_dtype(value: Any) -> bool:
+    """A dtype in any of its forms: ``jnp.float32``, ``np.dtype('bfloat16')``, ``'int8'``."""
+    if isinstance(value, np.dtype):
+        return True
+    if isinstance(value, type):
+        try:
+            np.dtype(value)
+        except TypeError:
+            return False
+        return True
+    return False
 
 
 def _is_numeric_scalar(value: Any) -> bool:
-    """A real (non-boolean) number or a 0-d array of a real numeric dtype."""
+    """A real (non-boolean) number or a 0-d array of a real dtype, bfloat16 included."""
     if isinstance(value, (bool, np.bool_)):
         return False
     if isinstance(value, numbers.Real):
@@ -89,8 +105,40 @@ def _named_arguments(factory: Callable, args: tuple, kwargs: dict) -> dict[str, 
     return named
 
 
+def _stored(name: str, value: Any, dtype) -> jax.Array:
+    """``value`` as a 0-d array of ``dtype``, or a ValueError if rounding breaks it."""
+    vocabulary_name = name if name in VOCABULARY else "value"
+    checked(vocabulary_name, value)
+    stored = jnp.asarray(value, dtype=dtype)
+    try:
+        checked(vocabulary_name, stored)
+    except ValueError:
+        raise ValueError(
+            f"{name}={value!r} rounds to {float(stored)!r} in {jnp.dtype(dtype).name} "
+            f"(hyperparam_dtype), out of its range: keep it static with "
+            f"static_args=({name!r},) or store hyperparameters in a wider dtype"
+        ) from None
+    return stored
+
+
+def _sort_arguments(named: dict[str, Any], static_names: frozenset[str], dtype) -> tuple:
+    """``(static, live, schedules)``: how each argument of the factory is injected."""
+    static, live, schedules = {}, {}, {}
+    for name, value in named.items():
+        if name in static_names or isinstance(value, (bool, np.bool_, str)) or _is_dtype(value):
+            static[name] = value
+        elif callable(value):
+            schedules[name] = value
+        elif _is_numeric_scalar(value) and not is_static_zero(value):
+            live[name] = _stored(name, value, dtype)
+        else:
+            static[name] = value
+    return static, live, schedules
+
+
 def inject_hyperparams(
     factory: Callable[..., GradientTransformation],
+    *,
     static_args: Iterable[str] = (),
     hyperparam_dtype: Any = None,
 ) -> Callable[..., GradientTransformation]:
@@ -99,18 +147,17 @@ def inject_hyperparams(
     ``inject_hyperparams(jopt.adam)(learning_rate=1e-3, b1=0.9)`` takes the factory's
     arguments (positional or by name, defaults included) and sorts each one:
 
-    * a real number or 0-d real array is *live*: stored in
-      ``state.hyperparams[name]`` as a 0-d array of ``hyperparam_dtype`` (default: the
-      default float dtype, float64 when x64 is enabled) and changeable with
-      :func:`set_hyperparams`;
+    * a real number or 0-d real array (any float dtype, bfloat16 included) is *live*:
+      stored in ``state.hyperparams[name]`` as a 0-d array of ``hyperparam_dtype`` and
+      changeable with :func:`set_hyperparams`;
     * a callable is a *schedule*: evaluated at the number of updates applied before
       this one (the first update uses ``schedule(0)``) and stored in
-      ``state.scheduled[name]``, so ``get_hyperparams(state)[name]`` after an update is
-      the value that update used;
-    * everything else (booleans such as ``nesterov``, ``amsgrad``, ``centered``,
-      ``None``, dtypes, strings, arrays that are not 0-d), the names in
-      ``static_args``, and numbers that are a literal Python ``0`` stay *static*: they
-      are passed to the factory unchanged.
+      ``state.hyperparams[name]``, so after an update it holds the value that update
+      used (as optax's);
+    * everything else stays *static*, passed to the factory unchanged: booleans such as
+      ``nesterov``, ``None``, strings, dtypes in any form (``mu_dtype=jnp.bfloat16``),
+      arrays that are not 0-d, the names in ``static_args``, and numbers that are a
+      literal Python ``0``.
 
     A literal Python ``0`` stays static because the optimizers leave the block it
     controls out of the chain (the default ``weight_decay=0.0`` costs nothing and
@@ -118,19 +165,18 @@ def inject_hyperparams(
     such a hyperparameter live from zero, pass it as an array,
     ``weight_decay=jnp.asarray(0.0)``: the block is then in the chain from the start.
 
-    ``update`` rebuilds ``factory(**static, **live, **scheduled)`` with the state's
-    values (traced arrays under ``jit``) and runs its update; the structure of the
-    inner chain, and so of its state, is the same as at ``init`` because the values
-    are arrays both times.  The trajectory equals the one of the factory called with
-    the same numbers.  A hyperparameter given as a schedule reaches the factory as a
-    number each step, so the inner state has no schedule step count of its own.
+    ``update`` rebuilds ``factory(**static, **hyperparams)`` with the state's values
+    (traced arrays under ``jit``) and runs its update; the inner chain, and so its
+    state, has the same structure as at ``init`` because the values are arrays both
+    times.  The trajectory equals the one of the factory called with the same numbers.
 
     Args:
       factory: a function returning a :class:`~jopt.GradientTransformation`, such as
         :func:`jopt.adam`; every argument must be passable by name.
       static_args: names of arguments to keep static even if numeric or callable
         (e.g. an integer that the factory uses as a Python int).
-      hyperparam_dtype: the dtype of the stored hyperparameters.
+      hyperparam_dtype: the dtype of the stored hyperparameters (default: the default
+        float dtype, float64 when x64 is enabled).
 
     Returns:
       A function with the factory's signature that returns the wrapped
@@ -140,8 +186,7 @@ def inject_hyperparams(
     if isinstance(static_args, str):
         static_args = (static_args,)
     static_names = frozenset(static_args)
-    if hyperparam_dtype is not None:
-        hyperparam_dtype = checked("hyperparam_dtype", hyperparam_dtype)
+    hyperparam_dtype = checked("hyperparam_dtype", hyperparam_dtype)
 
     @functools.wraps(factory)
     def wrapped_factory(*args: Any, **kwargs: Any) -> GradientTransformation:
@@ -153,49 +198,31 @@ def inject_hyperparams(
                 f"{sorted(named)}"
             )
         dtype = hyperparam_dtype if hyperparam_dtype is not None else jnp.result_type(float)
+        static, live, schedules = _sort_arguments(named, static_names, dtype)
 
-        static, live, schedules = {}, {}, {}
-        for name, value in named.items():
-            if name in static_names or isinstance(value, (bool, np.bool_, str)):
-                static[name] = value
-            elif callable(value):
-                schedules[name] = value
-            elif _is_numeric_scalar(value) and not is_static_zero(value):
-                if is_concrete(value) and not math.isfinite(float(value)):
-                    raise ValueError(f"{name} must be finite, got {value!r}")
-                live[name] = jnp.asarray(value, dtype=dtype)
-            else:
-                static[name] = value
+        def with_schedules(hyperparams: dict, count: jax.Array) -> dict[str, jax.Array]:
+            scheduled = {name: jnp.asarray(s(count), dtype=dtype) for name, s in schedules.items()}
+            return {**hyperparams, **scheduled}
 
-        def evaluate_schedules(count: jax.Array) -> dict[str, jax.Array]:
-            return {
-                name: jnp.asarray(schedule(count), dtype=dtype)
-                for name, schedule in schedules.items()
-            }
-
-        def build(hyperparams: dict, scheduled: dict) -> GradientTransformation:
-            transform = factory(**static, **hyperparams, **scheduled)
+        def build(hyperparams: dict) -> GradientTransformation:
+            transform = factory(**static, **hyperparams)
             return _core._as_transformation(transform, "factory(...)")
 
         # Build once now so that a bad hyperparameter fails here, not at the first step.
         count0 = jnp.zeros([], jnp.int32)
-        build(live, evaluate_schedules(count0))
+        build(with_schedules(live, count0))
 
         def init(params):
-            scheduled = evaluate_schedules(count0)
-            inner_state = build(live, scheduled).init(params)
+            hyperparams = with_schedules(live, count0)
             # The 0-d state arrays are laid out like the inner state's step counts.
             return InjectHyperparamsState(
-                _placement.scalar_like(params, count0, jnp.int32),
-                {
+                count=_placement.scalar_like(params, count0, jnp.int32),
+                hyperparams={
                     name: _placement.scalar_like(params, value, dtype)
-                    for name, value in live.items()
+                    for name, value in hyperparams.items()
                 },
-                {
-                    name: _placement.scalar_like(params, value, dtype)
-                    for name, value in scheduled.items()
-                },
-                inner_state,
+                inner_state=build(hyperparams).init(params),
+                scheduled=dict.fromkeys(schedules),
             )
 
         def update(updates, state, params=None, **extra_args):
@@ -204,13 +231,14 @@ def inject_hyperparams(
                     f"state must be the InjectHyperparamsState that init returned, got "
                     f"{type(state).__name__}"
                 )
-            scheduled = evaluate_schedules(state.count)
-            inner = build(state.hyperparams, scheduled)
+            hyperparams = with_schedules(state.hyperparams, state.count)
+            inner = build(hyperparams)
             updates, inner_state = inner.update(updates, state.inner_state, params, **extra_args)
-            new_state = InjectHyperparamsState(
-                _numerics.safe_increment(state.count), state.hyperparams, scheduled, inner_state
+            return updates, state._replace(
+                count=_numerics.safe_increment(state.count),
+                hyperparams=hyperparams,
+                inner_state=inner_state,
             )
-            return updates, new_state
 
         return GradientTransformation(init, update)
 
@@ -246,14 +274,11 @@ def get_hyperparams(state: Any) -> dict[str, jax.Array]:
     """The hyperparameters of an injected optimizer's state, ``name -> 0-d array``.
 
     ``state`` is the state of :func:`inject_hyperparams`'s transformation, or any
-    pytree (a chain's tuple, a dict) holding exactly one such state.  The dict has the
-    live values and, for a hyperparameter given as a schedule, the value the latest
-    update used (``schedule(t)`` for the ``t``-th update, counting from 0; in the state
-    from ``init``, ``schedule(0)``, the value the first update will use).  Static
-    hyperparameters are not included.
+    pytree (a chain's tuple, a dict) holding exactly one such state.  The values are
+    ``state.hyperparams``: live values, and for a scheduled hyperparameter the value
+    the latest update used.  Static hyperparameters are not included.
     """
-    injected = _find_injected(state)
-    return {**injected.hyperparams, **injected.scheduled}
+    return dict(_find_injected(state).hyperparams)
 
 
 def _check_new_value(name: str, value: Any, old: jax.Array) -> jax.Array:
@@ -263,14 +288,12 @@ def _check_new_value(name: str, value: Any, old: jax.Array) -> jax.Array:
             f"{np.shape(value)}"
         )
     as_number(name, value)  # TypeError for what is not a real number
-    if name in VOCABULARY:
-        checked(name, value)
-    else:
-        checked("value", value)  # at least finite
+    # The factory's own checks, by name: one vocabulary for both.
+    checked(name if name in VOCABULARY else "value", value)
     # Same dtype, shape and placement as before: a jitted step sees the same input type
     # and does not retrace.
     if isinstance(old, jax.Array) and is_concrete(old) and is_concrete(value):
-        return _placement.scalar_like(old, np.asarray(value), old.dtype)
+        return _placement.scalar_like(old, np.asarray(value, np.float64), old.dtype)
     return jnp.asarray(value, dtype=old.dtype)
 
 
@@ -279,15 +302,13 @@ def set_hyperparams(state: Any, **values: float | jax.Array) -> Any:
 
     ``set_hyperparams(state, learning_rate=1e-4)`` returns a new state (the old one is
     unchanged) whose values have the same dtype and shape as before, so a jitted step
-    runs on it without retracing.  ``state`` is as in :func:`get_hyperparams`.
+    runs on it without retracing.  ``state`` is as in :func:`get_hyperparams`.  Each
+    value is checked against the same vocabulary as the factories' arguments.
 
     Raises:
       ValueError: for a name that is not a live hyperparameter (a static one, an
-        unknown one, or one that follows a schedule), for a value that is not finite
-        or not 0-d, and for a value out of range for jopt's shared names
-        (``learning_rate``, ``momentum``, ``weight_decay``, ``eps``, ``eps_root``,
-        ``initial_accumulator_value`` must be ``>= 0``; ``b1``, ``b2``, ``decay``,
-        ``rho`` must be in ``[0, 1)``).
+        unknown one, or one that follows a schedule), or a value out of range or not
+        0-d.
       TypeError: for a value that is not a real number.
     """
     injected = _find_injected(state)

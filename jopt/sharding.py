@@ -82,7 +82,7 @@ def _param_leaves(params: PyTree, caller: str):
     with_paths, treedef = jax.tree_util.tree_flatten_with_path(params, is_leaf=_numerics.is_none)
     paths = [jax.tree_util.keystr(path) for path, _ in with_paths]
     leaves = [leaf for _, leaf in with_paths]
-    for path, leaf in zip(paths, leaves):
+    for path, leaf in zip(paths, leaves, strict=True):
         if isinstance(leaf, jax.core.Tracer):
             raise TypeError(
                 f"{caller}: params{path} is a tracer; call {caller} outside jit, on concrete "
@@ -103,7 +103,7 @@ def _is_state_of(subtree: PyTree, param_leaves: list, param_def) -> list | None:
     if treedef != param_def:
         return None
     matched = False
-    for leaf, param in zip(leaves, param_leaves):
+    for leaf, param in zip(leaves, param_leaves, strict=True):
         if leaf is None:
             continue
         if not _numerics.is_trainable(param) or not jnp.issubdtype(leaf.dtype, jnp.inexact):
@@ -128,7 +128,7 @@ def _state_leaves(optimizer, params: PyTree, caller: str):
         matched = _is_state_of(subtree, param_leaves, param_def)
         if matched is not None:
             indices = []
-            for i, (leaf, path) in enumerate(zip(matched, param_paths)):
+            for i, (leaf, path) in enumerate(zip(matched, param_paths, strict=True)):
                 if leaf is None:
                     indices.append(None)
                     continue
@@ -395,7 +395,7 @@ def _device_nbytes(shape, dtype, spec: PartitionSpec, mesh) -> int:
     sizes = dict(mesh.shape)
     block = [
         -(-size // math.prod(sizes[a] for a in _axes(entry)))
-        for size, entry in zip(shape, list(spec) + [None] * (len(shape) - len(spec)))
+        for size, entry in zip(shape, list(spec) + [None] * (len(shape) - len(spec)), strict=True)
     ]
     return math.prod(block) * np.dtype(dtype).itemsize
 
@@ -445,7 +445,7 @@ def zero_shardings(
     # One layout per parameter, shared by all its state leaves (mu, nu, ... of one
     # parameter are split alike, so one slice of its gradient serves them all).
     param_specs: list[tuple[PartitionSpec, int | None, str | None] | None] = []
-    for p, path in zip(param_leaves, param_paths):
+    for p, path in zip(param_leaves, param_paths, strict=True):
         if not _numerics.is_trainable(p):
             param_specs.append(None)
             continue

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jopt import _core, _numerics
+from jopt import _align, _core, _numerics
 from jopt._core import GradientTransformation
 
 __all__ = ["MaskedState", "PartitionState", "freeze", "masked", "partition"]
@@ -27,14 +27,28 @@ class _Box:
         self.value = value
 
 
+def _is_function(x: Any) -> bool:
+    """A callable that is not itself a tree of labels.
+
+    A pytree node that happens to be callable (an equinox ``Module`` of bools, say) is
+    a tree of labels, not a function to call: only a callable *leaf* is called.
+    """
+    return callable(x) and jax.tree_util.treedef_is_leaf(jax.tree.structure(x))
+
+
+def _leaf_paths(tree: Any) -> list[str]:
+    return _align.paths(tree)
+
+
 def _per_leaf(prefix: Any, tree: Any, name: str) -> list[Any]:
     """The entry of ``prefix`` that covers each leaf of ``tree`` (``None`` leaves included).
 
     ``prefix`` has the structure of ``tree`` or of a prefix of it: ``{"head": True,
-    "body": False}`` covers every leaf under ``"head"`` and ``"body"``.  A callable is
-    called on ``tree`` first.  ``None`` in ``prefix`` stands for a ``None`` leaf.
+    "body": False}`` covers every leaf under ``"head"`` and ``"body"``.  A function
+    (see :func:`_is_function`) is called on ``tree`` first.  ``None`` in ``prefix``
+    stands for a ``None`` leaf.
     """
-    if callable(prefix):
+    if _is_function(prefix):
         prefix = prefix(tree)
     try:
         full = jax.tree.map(
@@ -53,7 +67,8 @@ def _per_leaf(prefix: Any, tree: Any, name: str) -> list[Any]:
 def _mask_flags(mask: Any, tree: Any, name: str = "mask") -> list[bool]:
     """One Python bool per leaf of ``tree`` from a (prefix) tree of bools or a callable."""
     flags = []
-    for i, flag in enumerate(_per_leaf(mask, tree, name)):
+    paths = _leaf_paths(tree)
+    for path, flag in zip(paths, _per_leaf(mask, tree, name), strict=True):
         if flag is None:  # a None leaf: nothing to mask
             flags.append(False)
             continue
@@ -61,7 +76,7 @@ def _mask_flags(mask: Any, tree: Any, name: str = "mask") -> list[bool]:
             hasattr(flag, "dtype") and np.shape(flag) == () and flag.dtype == bool
         ):
             raise TypeError(
-                f"{name} must hold one bool per parameter leaf, got {flag!r} for leaf {i}"
+                f"{name} must hold one bool per parameter leaf, got {flag!r} for params{path}"
             )
         flags.append(bool(flag))
     return flags
@@ -80,7 +95,7 @@ def _select(tree: Any, flags: list[bool]) -> Any:
     if tree is None:
         return None
     leaves, treedef = _leaves(tree)
-    return treedef.unflatten([x if keep else None for x, keep in zip(leaves, flags)])
+    return treedef.unflatten([x if keep else None for x, keep in zip(leaves, flags, strict=True)])
 
 
 class PartitionState(NamedTuple):
@@ -124,10 +139,10 @@ def partition(
 
     def leaf_labels(tree: Any) -> list[Any]:
         found = _per_leaf(labels, tree, "labels")
-        for i, label in enumerate(found):
+        for path, label in zip(_leaf_paths(tree), found, strict=True):
             if label is not None and label not in inner:
                 raise ValueError(
-                    f"labels: leaf {i} has label {label!r}, which is not a key of transforms "
+                    f"labels: params{path} has label {label!r}, which is not a key of transforms "
                     f"{sorted(map(repr, inner))}"
                 )
         return found
@@ -154,7 +169,7 @@ def partition(
                 _select(params, flags),
                 **extra_args,
             )
-            for i, (leaf, keep) in enumerate(zip(treedef.flatten_up_to(out), flags)):
+            for i, (leaf, keep) in enumerate(zip(treedef.flatten_up_to(out), flags, strict=True)):
                 if keep:
                     merged[i] = leaf
         return treedef.unflatten(merged), PartitionState(new_states)
@@ -198,7 +213,7 @@ def masked(optimizer: GradientTransformation, mask: Any) -> GradientTransformati
         leaves, treedef = _leaves(updates)
         merged = [
             new if keep else old
-            for old, new, keep in zip(leaves, treedef.flatten_up_to(out), flags)
+            for old, new, keep in zip(leaves, treedef.flatten_up_to(out), flags, strict=True)
         ]
         return treedef.unflatten(merged), MaskedState(inner_state)
 
@@ -233,7 +248,7 @@ def freeze(mask: Any) -> GradientTransformation:
         leaves, treedef = _leaves(updates)
         zeroed = [
             jnp.zeros_like(g) if frozen and _numerics.is_trainable(g) else g
-            for g, frozen in zip(leaves, flags)
+            for g, frozen in zip(leaves, flags, strict=True)
         ]
         return treedef.unflatten(zeroed), state
 
