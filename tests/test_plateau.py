@@ -103,6 +103,25 @@ def test_in_a_chain_with_other_leaves_and_jit():
     assert float(jopt.plateau_scale(state)) == 0.5
 
 
+@pytest.mark.float64
+def test_once_per_epoch_recipe_of_the_porting_guide():
+    """A separate plateau state stepped once per epoch sets an injected learning rate."""
+    record = GOLDEN["min_rel"]
+    lr, plateau = record["lr"], from_torch(record)
+    plateau_state = plateau.init(None)
+    optimizer = jopt.inject_hyperparams(jopt.sgd)(learning_rate=lr)
+    params = jnp.zeros(2)
+    opt_state = optimizer.init(params)
+    for loss, expected in zip(record["losses"], record["lr_history"], strict=True):
+        _, opt_state = optimizer.update(jnp.ones(2), opt_state, params)  # an epoch of steps
+        _, plateau_state = plateau.update(None, plateau_state, value=loss)
+        opt_state = jopt.set_hyperparams(
+            opt_state, learning_rate=lr * jopt.plateau_scale(plateau_state)
+        )
+        got = jopt.get_hyperparams(opt_state)["learning_rate"]
+        np.testing.assert_allclose(got, expected, rtol=1e-12)
+
+
 BAD = [
     (lambda: jopt.reduce_on_plateau(1.0), ValueError, "factor"),
     (lambda: jopt.reduce_on_plateau(-0.1), ValueError, "factor"),
