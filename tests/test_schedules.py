@@ -341,6 +341,9 @@ def check_everywhere(schedule, reference, points, rtol):
     traced = jax.jit(schedule)(jnp.asarray([steps[i] for i in small], jnp.int32))
     assert traced.dtype == jnp.result_type(float)
     np.testing.assert_allclose(traced, expected[small], rtol=rtol, atol=atol)
+    if jax.config.jax_enable_x64:  # traced int64 steps reach 2⁶³ − 1 too
+        wide = jax.jit(schedule)(jnp.asarray(steps, jnp.int64))
+        np.testing.assert_allclose(wide, expected, rtol=rtol, atol=atol)
     concrete = schedule(np.asarray(steps, np.int64))
     np.testing.assert_allclose(concrete, expected, rtol=rtol, atol=atol)
     for t in (0, 10**10, INT64_MAX):  # Python ints take the NumPy path above, from int
