@@ -335,6 +335,8 @@ def main(argv=None) -> None:
         path.write_text(json.dumps(record, indent=1) + "\n")
         first, last = record["loss_history"][0], record["loss_history"][-1]
         print(f"{path.name:34s} loss {first:.4f} -> {last:.4f}  ({path.stat().st_size} bytes)")
+    if not args.names:  # a full run also writes schedules/ (tools/golden_schedules.py)
+        __import__("golden_schedules").write(args.out / "schedules")
 
 
 if __name__ == "__main__":

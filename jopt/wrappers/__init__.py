@@ -3,13 +3,19 @@
 * :func:`partition`, :func:`masked`, :func:`freeze`: parameter groups.
 * :func:`skip_nonfinite`: skip the steps whose gradients hold a NaN or an infinity.
 * :func:`accumulate`: gradient accumulation over micro-batches.
+* :func:`reduce_on_plateau`: scale the updates down when the loss stops improving.
+* :func:`averaged`: SWA's equal average or an EMA of the parameters.
 """
 
 from jopt.wrappers._accumulate import *  # noqa: F403
 from jopt.wrappers._accumulate import __all__ as _accumulate
+from jopt.wrappers._averaged import *  # noqa: F403
+from jopt.wrappers._averaged import __all__ as _averaged
 from jopt.wrappers._groups import *  # noqa: F403
 from jopt.wrappers._groups import __all__ as _groups
+from jopt.wrappers._plateau import *  # noqa: F403
+from jopt.wrappers._plateau import __all__ as _plateau
 from jopt.wrappers._skip import *  # noqa: F403
 from jopt.wrappers._skip import __all__ as _skip
 
-__all__ = [*_skip, *_groups, *_accumulate]
+__all__ = [*_skip, *_groups, *_accumulate, *_plateau, *_averaged]
