@@ -1,12 +1,13 @@
 """``python -m jopt``: the lecture's optimizers compared on a real task, and its table measured.
 
-The task needs no network: an MLP classifier on scikit-learn's bundled ``load_digits``
-(1,797 grey 8×8 images of the digits 0-9), split into train and test sets by the
-seed.  Every optimizer trains the same initial parameters on the same sequence of
-mini-batches with :func:`jopt.training.fit`.  Then the lecture's summary table is
-measured on toy problems by :mod:`jopt._lecture_table`.
+The task needs no network: the MLP classifier of :mod:`jopt.lecture.digits` on
+scikit-learn's bundled digits, split into train and test sets by the seed.  Every
+optimizer trains the same initial parameters on the same sequence of mini-batches
+with :func:`jopt.training.fit`, at its learning rate from
+:data:`jopt.optimizers.DEMO_LEARNING_RATES`.  Then the lecture's summary table is
+measured on toy problems by :mod:`jopt.lecture.table`.
 
-Install the extra with ``pip install -e ".[examples]"``; ``python -m jopt --help``
+Install the extra with ``pip install "jopt[examples]"``; ``python -m jopt --help``
 lists the flags.  Exit codes: 0 success, 1 a missing dependency, 2 bad flags.
 """
 
@@ -23,37 +24,17 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 import jopt
-from jopt import _lecture_table, initializers, optimizers, training
-
-# Each optimizer at a conventional rate, not tuned on this task: the papers' (and
-# jopt's) defaults for the adaptive methods, 0.1 for SGD, and momentum and Nesterov at
-# 0.01 with γ = 0.9, the same effective step η/(1 − γ) = 0.1 as SGD.
-OPTIMIZERS: dict[str, tuple[float, Callable[[float], jopt.GradientTransformation]]] = {
-    "sgd": (0.1, optimizers.sgd),
-    "momentum": (0.01, optimizers.momentum),
-    "nesterov": (0.01, optimizers.nesterov),
-    "adagrad": (0.01, optimizers.adagrad),
-    "adadelta": (1.0, optimizers.adadelta),
-    "rmsprop": (1e-3, optimizers.rmsprop),
-    "adam": (1e-3, optimizers.adam),
-    "adamax": (2e-3, optimizers.adamax),
-    "adamw": (1e-3, optimizers.adamw),
-}
-LECTURE = ("sgd", "momentum", "nesterov", "adagrad", "adadelta", "rmsprop", "adam", "adamax")
+from jopt import optimizers, training
+from jopt.lecture import digits, table
+from jopt.lecture._extras import MissingExtra, require
+from jopt.lecture.roster import LECTURE_OPTIMIZERS
 
 DEFAULT_EPOCHS = 20
 DEFAULT_BATCH_SIZE = 32
 DEFAULT_TARGET_LOSS = 0.1
-# 1,440 of the 1,797 images train and 357 (19.9%) test.  1440 = 2⁵·3²·5 is a multiple of
-# most batch sizes (1-6, 8-10, 12, 15, 16, 18, 20, 24, 30, 32, ...), so the last batch
-# is rarely ragged and the step is compiled once.
-TRAIN_EXAMPLES = 1440
-HIDDEN = 64
-DTYPE = jnp.float32
 
 
 # --- flags ---------------------------------------------------------------------------
@@ -63,11 +44,13 @@ def _optimizer_list(text: str) -> tuple[str, ...]:
     names = tuple(name.strip().lower() for name in text.split(",") if name.strip())
     if not names:
         raise argparse.ArgumentTypeError("expected a comma-separated list of optimizer names")
-    unknown = [name for name in names if name not in OPTIMIZERS]
+    if names == ("all",):
+        return tuple(optimizers.ALL)
+    unknown = [name for name in names if name not in optimizers.ALL]
     if unknown:
         raise argparse.ArgumentTypeError(
             f"unknown optimizer {', '.join(map(repr, unknown))}; "
-            f"choose from {', '.join(OPTIMIZERS)}"
+            f"choose from {', '.join(optimizers.ALL)}, or all"
         )
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
@@ -106,7 +89,7 @@ def _positive_float(text: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     rates = textwrap.fill(
-        ", ".join(f"{name} {lr:g}" for name, (lr, _) in OPTIMIZERS.items()),
+        ", ".join(f"{name} {lr:g}" for name, lr in optimizers.DEMO_LEARNING_RATES.items()),
         width=80,
         initial_indent="  ",
         subsequent_indent="  ",
@@ -134,16 +117,17 @@ measured table:
                     g' = g/k, the state in matching units): the step scales as k^p,
                     and p = 1 is consistent
   saddle escape     steps until |y| >= 1 on f(x, y) = x^2 - y^2 from (1, 1e-6) and
-                    from (1, 1e-2), at lr {_lecture_table.SADDLE_LR:g} (adadelta at its default)
+                    from (1, 1e-2), at lr {table.SADDLE_LR:g} (adadelta at its default)
   easy saddle       the flat start costs at most 1.5 times the steps of the steep one
 """,
     )
     parser.add_argument(
         "--optimizers",
         type=_optimizer_list,
-        default=LECTURE,
+        default=LECTURE_OPTIMIZERS,
         metavar="NAMES",
-        help=f"comma-separated, from {', '.join(OPTIMIZERS)} (default: the lecture's eight)",
+        help=f"comma-separated, from {', '.join(optimizers.ALL)}, or all "
+        "(default: the lecture's eight)",
     )
     parser.add_argument(
         "--epochs",
@@ -181,91 +165,30 @@ measured table:
 # --- the task ------------------------------------------------------------------------
 
 
-def load_digits_split(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """``(x_train, y_train, x_test, y_test)``: a seeded split of the digits, 1,440 / 357.
-
-    Pixels are standardized with the training set's mean and standard deviation
-    (pixels that are constant there are only centred).
-    """
-    from sklearn.datasets import load_digits
-
-    images, labels = load_digits(return_X_y=True)
-    order = np.random.default_rng(seed).permutation(len(images))
-    train, test = order[:TRAIN_EXAMPLES], order[TRAIN_EXAMPLES:]
-    mean = images[train].mean(axis=0)
-    std = images[train].std(axis=0)
-    std = np.where(std > 0, std, 1.0)
-    x = ((images - mean) / std).astype(np.float32)
-    y = labels.astype(np.int32)
-    return x[train], y[train], x[test], y[test]
-
-
-def init_mlp(key: jax.Array, sizes: Sequence[int]) -> list[dict[str, jax.Array]]:
-    """Dense layers ``(in, out)`` with Xavier-uniform weights and zero biases.
-
-    Xavier's ``Var(W) = 2/(fan_in + fan_out)`` keeps the variance of a tanh network's
-    signal in its linear regime, the lecture's derivation.
-    """
-    kernel_init = initializers.xavier_uniform()
-    layers = []
-    for layer_key, (fan_in, fan_out) in zip(
-        jax.random.split(key, len(sizes) - 1), zip(sizes, sizes[1:])
-    ):
-        layers.append(
-            {
-                "w": kernel_init(layer_key, (fan_in, fan_out), DTYPE),
-                "b": initializers.zeros(layer_key, (fan_out,), DTYPE),
-            }
-        )
-    return layers
-
-
-def logits(params: list[dict[str, jax.Array]], x: jax.Array) -> jax.Array:
-    for layer in params[:-1]:
-        x = jnp.tanh(x @ layer["w"] + layer["b"])
-    return x @ params[-1]["w"] + params[-1]["b"]
-
-
-def cross_entropy(params, batch) -> jax.Array:
-    """Mean softmax cross-entropy of a batch ``(x, labels)``."""
-    x, labels = batch
-    log_probs = jax.nn.log_softmax(logits(params, x))
-    return -jnp.mean(jnp.take_along_axis(log_probs, labels[:, None], axis=1))
-
-
-@jax.jit
-def evaluate(params, x_train, y_train, x_test, y_test) -> dict[str, jax.Array]:
-    test_logits = logits(params, x_test)
-    return {
-        "train_loss": cross_entropy(params, (x_train, y_train)),
-        "test_loss": cross_entropy(params, (x_test, y_test)),
-        "test_accuracy": jnp.mean(jnp.argmax(test_logits, axis=1) == y_test),
-    }
-
-
-def warm_up(data, key: jax.Array, batch_size: int | None) -> None:
+def warm_up(split: digits.Split, key: jax.Array, batch_size: int | None) -> None:
     """Compile what every optimizer's run shares (evaluation, shuffling) once, up front,
     so that the first optimizer's wall time does not carry it."""
-    params = init_mlp(key, (data[0].shape[1], HIDDEN, 10))
-    jax.block_until_ready(evaluate(params, *data))
-    next(training.batches(jax.random.fold_in(key, 1), data[:2], batch_size))
+    params = digits.init_params(key)
+    jax.block_until_ready(digits.evaluate(params, split))
+    shuffle_key = jax.random.fold_in(key, 1)
+    next(training.batches(split.train, batch_size=batch_size, key=shuffle_key))
 
 
-def train_one(name: str, data, key: jax.Array, args: argparse.Namespace) -> dict[str, Any]:
+def train_one(
+    name: str, split: digits.Split, key: jax.Array, args: argparse.Namespace
+) -> dict[str, Any]:
     """Train the MLP with one optimizer; its row of the results as plain Python values."""
-    x_train, y_train, x_test, y_test = data
-    lr, factory = OPTIMIZERS[name]
-    params = init_mlp(jax.random.fold_in(key, 0), (x_train.shape[1], HIDDEN, 10))
+    lr = optimizers.DEMO_LEARNING_RATES[name]
     _, _, history = training.fit(
-        cross_entropy,
-        params,
-        factory(lr),
-        (x_train, y_train),
+        digits.loss,
+        digits.init_params(jax.random.fold_in(key, 0)),
+        optimizers.ALL[name](lr),
+        split.train,
         batch_size=args.batch_size,
         epochs=args.epochs,
         key=jax.random.fold_in(key, 1),
         progress=sys.stderr.isatty(),
-        eval_fn=lambda p: evaluate(p, x_train, y_train, x_test, y_test),
+        eval_fn=lambda params: digits.evaluate(params, split),
     )
     train_loss = history.metrics["train_loss"]
     reached = np.flatnonzero(train_loss <= args.target_loss)
@@ -289,9 +212,9 @@ def train_one(name: str, data, key: jax.Array, args: argparse.Namespace) -> dict
 
 
 def _format_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows, strict=True)]
     lines = [
-        "  ".join(str(cell).ljust(width) for cell, width in zip(line, widths)).rstrip()
+        "  ".join(str(cell).ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
         for line in (header, *rows)
     ]
     return "\n".join(lines)
@@ -309,7 +232,8 @@ def _yes(flag: bool) -> str:
     return "yes" if flag else "no"
 
 
-def results_table(results: Sequence[dict[str, Any]], target: float) -> str:
+def results_table(results: Sequence[dict[str, Any]], *, target: float) -> str:
+    """The results as an aligned text table, one row per optimizer."""
     header = (
         "optimizer",
         "lr",
@@ -334,9 +258,10 @@ def results_table(results: Sequence[dict[str, Any]], target: float) -> str:
     return _format_table(header, rows)
 
 
-def lecture_rows_table(rows: Sequence[_lecture_table.Row]) -> str:
+def lecture_rows_table(rows: Sequence[table.Row]) -> str:
+    """The measured lecture table as aligned text."""
     header = ("method", "adaptive lr", "consistent units", "saddle escape steps", "easy saddle")
-    starts = " | ".join(f"y0={y0:g}" for y0 in _lecture_table.SADDLE_STARTS)
+    starts = " | ".join(f"y0={y0:g}" for y0 in table.SADDLE_STARTS)
     sub = ("", "(lr ratio)", "(step ~ k^p)", f"({starts})", "")
     body = [
         (
@@ -351,11 +276,29 @@ def lecture_rows_table(rows: Sequence[_lecture_table.Row]) -> str:
     return _format_table(header, [sub, *body])
 
 
-def write_plot(path: str, results: Sequence[dict[str, Any]], target: float) -> None:
-    import matplotlib
+def lecture_rows_json(rows: Sequence[table.Row]) -> list[dict[str, Any]]:
+    """The measured lecture table as JSON-ready dicts."""
+    return [
+        {
+            "method": row.method,
+            "adaptive_lr": row.adaptive,
+            "effective_lr_ratio": row.effective_lr_ratio,
+            "consistent_units": row.consistent_units,
+            "units_exponents": list(row.units_exponents),
+            "saddle_escape_steps": dict(
+                zip((f"{y0:g}" for y0 in table.SADDLE_STARTS), row.saddle_steps, strict=True)
+            ),
+            "handles_saddle": row.handles_saddle,
+        }
+        for row in rows
+    ]
 
+
+def write_plot(path: str, results: Sequence[dict[str, Any]], *, target: float) -> None:
+    """The loss and test-accuracy curves of every result, as an image at ``path``."""
+    matplotlib = require("matplotlib", purpose="--plot")
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = require("matplotlib.pyplot", purpose="--plot")
 
     fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(12, 4.5))
     for r in results:
@@ -387,101 +330,106 @@ def write_plot(path: str, results: Sequence[dict[str, Any]], target: float) -> N
 
 # --- main ----------------------------------------------------------------------------
 
+MODEL = f"MLP {digits.FEATURES}-{digits.HIDDEN}-{digits.CLASSES}"
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        import sklearn  # noqa: F401
-    except ImportError:
-        print(
-            'python -m jopt needs scikit-learn for its dataset: pip install -e ".[examples]"',
-            file=sys.stderr,
-        )
-        return 1
-    if args.plot is not None:
-        try:
-            import matplotlib  # noqa: F401
-        except ImportError:
-            parser.error('--plot needs matplotlib: pip install -e ".[examples]"')
-        folder = os.path.dirname(os.path.abspath(args.plot))
+
+def _check_plot_path(parser: argparse.ArgumentParser, path: str | None) -> None:
+    if path is not None:
+        folder = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(folder):
             parser.error(f"--plot: folder {folder!r} does not exist")
 
+
+def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, Any]:
+    """Load, train every optimizer, measure the table, draw; the report as a dict."""
     start = time.perf_counter()
-    data = load_digits_split(args.seed)
-    n_train = len(data[0])
+    split = digits.load(args.seed)
+    n_train = len(split.x_train)
     if args.batch_size is not None and args.batch_size > n_train:
         parser.error(
             f"argument --batch-size: {args.batch_size} is larger than the training set "
             f"({n_train} examples)"
         )
-    steps_per_epoch = 1 if args.batch_size is None else -(-n_train // args.batch_size)
-
-    key = jax.random.key(args.seed)
-    warm_up(data, key, args.batch_size)
-    results = [train_one(name, data, key, args) for name in args.optimizers]
-    lecture = _lecture_table.lecture_table(
-        tuple(name for name in args.optimizers if name in _lecture_table.SADDLE_RACE)
-    )
     if args.plot is not None:
-        write_plot(args.plot, results, args.target_loss)
-    total = time.perf_counter() - start
-
-    config = {
-        "optimizers": list(args.optimizers),
-        "epochs": args.epochs,
-        "batch_size": args.batch_size,
-        "steps_per_epoch": steps_per_epoch,
-        "seed": args.seed,
-        "target_loss": args.target_loss,
+        require("matplotlib", purpose="--plot")
+    key = jax.random.key(args.seed)
+    warm_up(split, key, args.batch_size)
+    results = [train_one(name, split, key, args) for name in args.optimizers]
+    lecture = table.lecture_table(args.optimizers)
+    if args.plot is not None:
+        write_plot(args.plot, results, target=args.target_loss)
+    return {
+        "jopt_version": jopt.__version__,
+        "task": {
+            "dataset": "sklearn.datasets.load_digits",
+            "train_examples": n_train,
+            "test_examples": len(split.x_test),
+            "model": f"{MODEL}, tanh, Xavier-uniform init",
+            "loss": "softmax cross-entropy",
+        },
+        "config": {
+            "optimizers": list(args.optimizers),
+            "epochs": args.epochs,
+            "batch_size": args.batch_size,
+            "steps_per_epoch": 1 if args.batch_size is None else -(-n_train // args.batch_size),
+            "seed": args.seed,
+            "target_loss": args.target_loss,
+        },
+        "results": results,
+        "lecture_table": lecture,
+        "plot": args.plot,
+        "total_time_s": time.perf_counter() - start,
     }
-    if args.json:
-        report = {
-            "jopt_version": jopt.__version__,
-            "task": {
-                "dataset": "sklearn.datasets.load_digits",
-                "train_examples": n_train,
-                "test_examples": len(data[2]),
-                "model": f"MLP {data[0].shape[1]}-{HIDDEN}-10, tanh, Xavier-uniform init",
-                "loss": "softmax cross-entropy",
-            },
-            "config": config,
-            "results": [{k: v for k, v in r.items() if k != "step_loss"} for r in results],
-            "lecture_table": [
-                {
-                    "method": row.method,
-                    "adaptive_lr": row.adaptive,
-                    "effective_lr_ratio": row.effective_lr_ratio,
-                    "consistent_units": row.consistent_units,
-                    "units_exponents": list(row.units_exponents),
-                    "saddle_escape_steps": dict(
-                        zip((f"{y0:g}" for y0 in _lecture_table.SADDLE_STARTS), row.saddle_steps)
-                    ),
-                    "handles_saddle": row.handles_saddle,
-                }
-                for row in lecture
-            ],
-            "plot": args.plot,
-            "total_time_s": total,
-        }
-        print(json.dumps(report, indent=2))
-        return 0
 
-    batching = "full batch" if args.batch_size is None else f"batches of {args.batch_size}"
+
+def _print_text(report: dict[str, Any]) -> None:
+    task, config = report["task"], report["config"]
+    batch_size = config["batch_size"]
+    batching = "full batch" if batch_size is None else f"batches of {batch_size}"
     print(
-        f"jopt {jopt.__version__}: MLP {data[0].shape[1]}-{HIDDEN}-10 (tanh, Xavier init) on "
-        f"scikit-learn digits, {n_train} train / {len(data[2])} test images"
+        f"jopt {report['jopt_version']}: {MODEL} (tanh, Xavier init) on scikit-learn digits, "
+        f"{task['train_examples']} train / {task['test_examples']} test images"
     )
-    print(f"{args.epochs} epochs, {batching} ({steps_per_epoch} steps/epoch), seed {args.seed}")
+    print(
+        f"{config['epochs']} epochs, {batching} ({config['steps_per_epoch']} steps/epoch), "
+        f"seed {config['seed']}"
+    )
     print()
-    print(results_table(results, args.target_loss))
-    if lecture:
+    print(results_table(report["results"], target=config["target_loss"]))
+    if report["lecture_table"]:
         print()
         print("The lecture's table, measured (python -m jopt --help explains the columns):")
-        print(lecture_rows_table(lecture))
+        print(lecture_rows_table(report["lecture_table"]))
     print()
-    if args.plot is not None:
-        print(f"loss curves written to {args.plot}")
-    print(f"total {total:.1f} s")
+    if report["plot"] is not None:
+        print(f"loss curves written to {report['plot']}")
+    print(f"total {report['total_time_s']:.1f} s")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``python -m jopt`` with the flags ``argv``; returns the exit code.
+
+    Args:
+        argv: the flags (default: ``sys.argv[1:]``).
+
+    Returns:
+        0 on success, 1 when a package of the ``examples`` extra is missing.  Bad
+        flags exit with code 2 (``SystemExit``), as argparse does.
+    """
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _check_plot_path(parser, args.plot)
+    try:
+        report = _run(parser, args)
+    except MissingExtra as error:
+        print(f"python -m jopt: {error}", file=sys.stderr)
+        return 1
+    if args.json:
+        report["results"] = [
+            {k: v for k, v in r.items() if k != "step_loss"} for r in report["results"]
+        ]
+        report["lecture_table"] = lecture_rows_json(report["lecture_table"])
+        print(json.dumps(report, indent=2))
+    else:
+        _print_text(report)
     return 0
