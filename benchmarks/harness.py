@@ -17,7 +17,7 @@ For every (shape, optimizer) row:
    of the drift of a shared, noisy machine, which absolute times do not.  ``jopt#2``
    (the A/A control) is a second copy of jopt's step: ``jopt/jopt#2`` shows how far
    two copies of one program land apart, the resolution of every other ratio.
-3. **Bandwidth.**  A step moves at least ``WORDS_PER_PARAM × 4`` bytes per parameter;
+3. **Bandwidth.**  A step moves at least ``words_per_param × 4`` bytes per parameter;
    that over the step time is the achieved GB/s.  The floor kernels (STREAM-like copy
    and triad, :mod:`benchmarks.floor`) run in the same rounds over arrays of as many
    elements as the row has parameters, with the same threads; each round's best
@@ -71,6 +71,14 @@ def _csv(choices):
     return parse
 
 
+def _optimizers(text: str) -> list[str]:
+    """Registry names, comma-separated, or ``all`` (every optimizer of the registry)."""
+    registry = systems.registry()
+    if text.strip() == "all":
+        return list(registry)
+    return _csv(registry)(text)
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks",
@@ -84,9 +92,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--optimizers",
-        type=_csv(systems.OPTIMIZERS),
-        default=list(systems.OPTIMIZERS),
-        help=f"comma-separated, from {','.join(systems.OPTIMIZERS)} (default: all)",
+        type=_optimizers,
+        default=list(systems.COUNTERPARTS),
+        help="comma-separated names of jopt.optimizers.ALL, or all; optimizers without an "
+        f"optax or torch counterpart run in jopt alone (default: {','.join(systems.COUNTERPARTS)})",
     )
     parser.add_argument(
         "--systems",
@@ -119,7 +128,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--memory-optimizers",
-        type=_csv(systems.OPTIMIZERS),
+        type=_optimizers,
         default=None,
         help="rows whose peak memory is measured (default: adam)",
     )
@@ -274,7 +283,9 @@ def _compile_row(shapes, optimizer, jax_systems, repeats):
     summary = {}
     for system in jax_systems:
         lower_s, compile_s = min(times[system]["lower_s"]), min(times[system]["compile_s"])
-        totals = [a + b for a, b in zip(times[system]["lower_s"], times[system]["compile_s"])]
+        totals = [
+            a + b for a, b in zip(times[system]["lower_s"], times[system]["compile_s"], strict=True)
+        ]
         summary[system] = {
             "lower_s": lower_s,
             "compile_s": compile_s,
@@ -313,7 +324,14 @@ def run_row(shape_name, optimizer, args, context) -> dict[str, Any]:
         "systems": {},
         "skipped": {},
     }
-    jax_systems = [s for s in args.systems if s in systems.JAX_SYSTEMS]
+    jax_systems = []
+    for system in args.systems:
+        if system in systems.JAX_SYSTEMS:
+            why = systems.unavailable(system, optimizer)
+            if why:
+                row["skipped"][system] = why
+            else:
+                jax_systems.append(system)
     torch_systems = []
     for system in args.systems:
         if system in systems.TORCH_SYSTEMS:
@@ -563,6 +581,7 @@ def render_markdown(results) -> str:
     m = results["machine"]
     c = results["config"]
     load = results["load"]
+    words = ", ".join(f"{name} {w:g}" for name, w in c["words_per_param"].items())
     lines = [
         f"### Benchmark: {results['date']}, {m['platform'].upper()}"
         + (" (tiny shapes: a smoke run, not a measurement)" if c["quick"] else ""),
@@ -584,7 +603,7 @@ def render_markdown(results) -> str:
         f"fresh buffers {c['instances']} times per row. A/A compares jopt's step with a",
         "second copy of itself on its own buffers: how far from 1 it lands is the",
         "resolution of the other ratios on this machine. GB/s counts the least",
-        "traffic (momentum and rmsprop 5, adam 7 float32 words per parameter); % floor is",
+        f"traffic ({words} float32 words per parameter); % floor is",
         "the median per-round fraction of the best STREAM-like kernel over the same",
         "working set (see the floor table).",
         "",
@@ -785,8 +804,8 @@ def main(argv: list[str] | None = None) -> int:
             "memory_steps": args.memory_steps,
             "quick": args.quick,
             "nominal_gbps": args.nominal_gbps,
-            "hyperparameters": systems.HYPERPARAMETERS,
-            "words_per_param": systems.WORDS_PER_PARAM,
+            "hyperparameters": {o: systems.hyperparameters(o) for o in args.optimizers},
+            "words_per_param": {o: systems.words_per_param(o) for o in args.optimizers},
         },
         "rows": [],
     }
@@ -830,7 +849,7 @@ def main(argv: list[str] | None = None) -> int:
             usable = [
                 s
                 for s in args.systems
-                if s in systems.JAX_SYSTEMS
+                if (s in systems.JAX_SYSTEMS and not systems.unavailable(s, optimizer))
                 or (torch_device and not systems.torch_unsupported(s, optimizer, torch_device))
             ]
             results["agreement"][optimizer] = systems.agreement(optimizer, usable, torch_device)
