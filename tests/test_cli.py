@@ -314,7 +314,9 @@ def test_digits_loss_and_evaluation_match_numpy():
 
 
 def test_a_missing_extra_is_named_with_its_install_command(monkeypatch, capsys):
-    monkeypatch.setitem(sys.modules, "sklearn.datasets", None)  # import -> ImportError
+    # Imports of scikit-learn fail, and find_spec("sklearn") finds nothing.
+    monkeypatch.setitem(sys.modules, "sklearn", None)
+    monkeypatch.setitem(sys.modules, "sklearn.datasets", None)
     with pytest.raises(MissingExtra, match=r'scikit-learn.*pip install "jopt\[examples\]"'):
         digits.load()
     assert cli.main(["--optimizers", "sgd", "--epochs", "1"]) == 1
