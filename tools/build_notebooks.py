@@ -118,12 +118,13 @@ Each optimizer is a `jopt.GradientTransformation` from the registry,
 `jopt.optimizers.ALL`; `roster.LECTURE_OPTIMIZERS` names the lecture's eight.
 `trajectory` runs one on a two-parameter loss inside a single `jax.lax.scan`, so a
 path of hundreds of steps is one compiled call.  Adadelta takes no learning rate: its
-step is RMS[Δθ]/RMS[g]·g, so `roster.at_rate` keeps its `learning_rate` at the neutral
+step is RMS[Δθ]/RMS[g]·g, so `roster.build` keeps its `learning_rate` at the neutral
 multiplier 1.
 
 # %%
 OPTIMIZERS = {
-    name: lambda lr, name=name: roster.at_rate(name, lr) for name in roster.LECTURE_OPTIMIZERS
+    name: lambda lr, name=name: roster.build(name, learning_rate=lr)
+    for name in roster.LECTURE_OPTIMIZERS
 }
 GLOBAL_LR = ["sgd", "momentum", "nesterov"]
 ADAPTIVE = ["adagrad", "adadelta", "rmsprop", "adam", "adamax"]

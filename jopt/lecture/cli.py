@@ -88,22 +88,14 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _epilog() -> str:
     rates = textwrap.fill(
         ", ".join(f"{name} {lr:g}" for name, lr in optimizers.DEMO_LEARNING_RATES.items()),
         width=80,
         initial_indent="  ",
         subsequent_indent="  ",
     )
-    parser = argparse.ArgumentParser(
-        prog="python -m jopt",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description=(
-            "Compare the lecture's optimizers on scikit-learn's digits (an MLP classifier,\n"
-            "no network needed), then measure the lecture's summary table: per-parameter\n"
-            "adaptive learning rate, consistent units, and escape from a saddle point."
-        ),
-        epilog=f"""\
+    return f"""\
 learning rates (momentum and nesterov with gamma = 0.9):
 {rates}
 
@@ -120,7 +112,20 @@ measured table:
   saddle escape     steps until |y| >= 1 on f(x, y) = x^2 - y^2 from (1, 1e-6) and
                     from (1, 1e-2), at lr {table.SADDLE_LR:g} (adadelta at its default)
   easy saddle       the flat start costs at most 1.5 times the steps of the steep one
-""",
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The flags of ``python -m jopt``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m jopt",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=(
+            "Compare the lecture's optimizers on scikit-learn's digits (an MLP classifier,\n"
+            "no network needed), then measure the lecture's summary table: per-parameter\n"
+            "adaptive learning rate, consistent units, and escape from a saddle point."
+        ),
+        epilog=_epilog(),
     )
     parser.add_argument(
         "--optimizers",
@@ -166,7 +171,7 @@ measured table:
 # --- the task ------------------------------------------------------------------------
 
 
-def warm_up(split: digits.Split, key: jax.Array, batch_size: int | None) -> None:
+def _warm_up(split: digits.Split, key: jax.Array, batch_size: int | None) -> None:
     """Compile what every optimizer's run shares (evaluation, shuffling) once, up front,
     so that the first optimizer's wall time does not carry it."""
     params = digits.init_params(key)
@@ -175,7 +180,7 @@ def warm_up(split: digits.Split, key: jax.Array, batch_size: int | None) -> None
     next(training.batches(split.train, batch_size=batch_size, key=shuffle_key))
 
 
-def train_one(
+def _train_one(
     name: str, split: digits.Split, key: jax.Array, args: argparse.Namespace
 ) -> dict[str, Any]:
     """Train the MLP with one optimizer; its row of the results as plain Python values."""
@@ -295,7 +300,7 @@ def lecture_rows_json(rows: Sequence[table.Row]) -> list[dict[str, Any]]:
     ]
 
 
-def write_plot(path: str, results: Sequence[dict[str, Any]], *, target: float) -> None:
+def _write_plot(path: str, results: Sequence[dict[str, Any]], *, target: float) -> None:
     """The loss and test-accuracy curves of every result, as an image at ``path``."""
     matplotlib = require("matplotlib", purpose="--plot")
     matplotlib.use("Agg")
@@ -359,11 +364,11 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str,
     # Both finish before the first optimizer trains, so its timings are its own.
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
         lecture = pool.submit(table.lecture_table, args.optimizers)
-        warm_up(split, key, args.batch_size)
+        _warm_up(split, key, args.batch_size)
         lecture = lecture.result()
-    results = [train_one(name, split, key, args) for name in args.optimizers]
+    results = [_train_one(name, split, key, args) for name in args.optimizers]
     if args.plot is not None:
-        write_plot(args.plot, results, target=args.target_loss)
+        _write_plot(args.plot, results, target=args.target_loss)
     return {
         "jopt_version": jopt.__version__,
         "task": {

@@ -3,7 +3,7 @@
 Every optimizer comes from the registry, :data:`jopt.optimizers.ALL`; this module
 only says which of them the lecture's outline covers (:data:`LECTURE_OPTIMIZERS`), how
 its figures label them (:func:`label`), and how to build one at a learning rate that
-a demo sets for all of them alike (:func:`at_rate`).
+a demo sets for all of them alike (:func:`build`).
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def label(name: str) -> str:
     return LABELS.get(name, name)
 
 
-def at_rate(name: str, learning_rate: float) -> GradientTransformation:
+def build(name: str, *, learning_rate: float) -> GradientTransformation:
     """The registry's optimizer ``name`` at ``learning_rate``, its defaults otherwise.
 
     Optimizers of :data:`SELF_SCALED` keep their default learning rate.

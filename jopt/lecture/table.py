@@ -27,7 +27,7 @@ import numpy as np
 
 from jopt import optimizers
 from jopt._core import GradientTransformation, apply_updates
-from jopt.lecture.roster import at_rate
+from jopt.lecture import roster
 
 DTYPE = jnp.float32
 
@@ -46,8 +46,8 @@ Adadelta (37, whatever η).  The ordering of the lecture's table holds in betwee
 
 def race_optimizer(name: str) -> GradientTransformation:
     """The registry's optimizer ``name`` with the hyperparameters the table measures:
-    :data:`SADDLE_LR` and its defaults (see :func:`jopt.lecture.roster.at_rate`)."""
-    return at_rate(name, SADDLE_LR)
+    :data:`SADDLE_LR` and its defaults (see :func:`jopt.lecture.roster.build`)."""
+    return roster.build(name, learning_rate=SADDLE_LR)
 
 
 # --- adaptive learning rate ----------------------------------------------------------
