@@ -65,6 +65,7 @@ class Recorder:
     def __init__(self, eval_fn: Callable[[Any], Any] | None):
         self._eval_fn = eval_fn
         self._pending: list[jax.Array] = []
+        self._pending_steps = 0
         self._values: list[float] = []
         self._epoch_start = 0
         self.epoch_loss: list[float] = []
@@ -74,17 +75,19 @@ class Recorder:
 
     @property
     def steps(self) -> int:
-        return len(self._values) + len(self._pending)
+        return len(self._values) + self._pending_steps
 
     def append(self, loss: jax.Array) -> None:
+        """Record the loss of one step (a scalar) or of several (shape ``(k,)``)."""
         self._pending.append(loss)
+        self._pending_steps += math.prod(np.shape(loss))
 
     def sync(self) -> list[float]:
         """Every step loss so far, as Python floats."""
         if self._pending:
             fetched = jax.device_get(self._pending)
-            self._values.extend(float(v) for v in fetched)
-            self._pending = []
+            self._values.extend(float(v) for array in fetched for v in np.ravel(array))
+            self._pending, self._pending_steps = [], 0
         return self._values
 
     def start_epoch(self) -> None:
