@@ -225,26 +225,12 @@ def _configure_cpu_devices(count: int | None) -> None:
         os.environ.setdefault("PJRT_NPROC", str(max(4 * count, os.cpu_count() or 1)))
 
 
-def main(argv: list[str] | None = None) -> dict:
-    args = parse_args(argv)
-    _configure_cpu_devices(args.cpu_devices)
-
-    devices = jax.devices()
-    n = len(devices)
-    mesh = jax.sharding.Mesh(np.asarray(devices), (AXIS,))
+def _train_both(args, mesh, split, host_params, optimizer, state_sh, report, batch_size):
+    """Train from the same start with each step; per variant, what it reached."""
     replicated = NamedSharding(mesh, P())
     batch_sh = NamedSharding(mesh, P(AXIS))
-    batch_size = n * math.ceil(args.batch_size / n)
-
-    split = digits.load(args.seed)
-    x_train, y_train = split.train
-    # On the host: every process fills its own devices' shards from the same values.
-    host_params = jax.tree.map(
-        np.asarray, digits.init_params(jax.random.key(args.seed), hidden=args.hidden)
-    )
     params_sh = jax.tree.map(lambda _: replicated, host_params)
-    optimizer = jopt.adam(args.learning_rate)
-    state_sh, report = zero_shardings(optimizer, host_params, mesh, AXIS)
+    x_train, y_train = split.train
 
     # The same batches for both runs, drawn on the host and placed split over "data".
     rng = np.random.default_rng(args.seed)
@@ -279,37 +265,19 @@ def main(argv: list[str] | None = None) -> dict:
             "moment_bytes_device0": _device_bytes(mu, jax.local_devices()[0]),
             "moment_bytes_total": sum(leaf.nbytes for leaf in jax.tree.leaves(mu)),
         }
+    return results
 
-    difference = max(
-        float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
-        for a, b in zip(
-            jax.tree.leaves(results["jit"]["params"]),
-            jax.tree.leaves(results["shard_map"]["params"]),
-            strict=True,
-        )
+
+def _max_difference(a, b) -> float:
+    pairs = zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
+    return max(float(np.max(np.abs(np.asarray(x) - np.asarray(y)))) for x, y in pairs)
+
+
+def _print_summary(summary: dict, report, results: dict) -> None:
+    print(
+        f"{summary['devices']} {summary['platform']} device(s), global batch "
+        f"{summary['batch_size']}, {summary['steps']} steps"
     )
-    summary = {
-        "devices": n,
-        "platform": devices[0].platform,
-        "steps": args.steps,
-        "batch_size": batch_size,
-        "state_split": [leaf.path for leaf in report.split],
-        "state_replicated": [leaf.path for leaf in report.replicated],
-        "state_bytes_per_device": report.device_nbytes,
-        "state_bytes_total": report.nbytes,
-        "max_param_difference": difference,
-        **{
-            f"{name}_{key}": value
-            for name, result in results.items()
-            for key, value in result.items()
-            if key != "params"
-        },
-    }
-    if args.json:
-        print(json.dumps(summary))
-        return summary
-
-    print(f"{n} {devices[0].platform} device(s), global batch {batch_size}, {args.steps} steps")
     print(report)
     for name, result in results.items():
         rate = result["steps_per_s"]
@@ -320,7 +288,48 @@ def main(argv: list[str] | None = None) -> dict:
             f"{result['moment_bytes_total']} B"
             + (f", {rate:.0f} steps/s" if rate is not None else "")
         )
-    print(f"max |params(jit) - params(shard_map)| = {difference:.2e}")
+    print(f"max |params(jit) - params(shard_map)| = {summary['max_param_difference']:.2e}")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    _configure_cpu_devices(args.cpu_devices)
+
+    devices = jax.devices()
+    mesh = jax.sharding.Mesh(np.asarray(devices), (AXIS,))
+    batch_size = len(devices) * math.ceil(args.batch_size / len(devices))
+    split = digits.load(args.seed)
+    # On the host: every process fills its own devices' shards from the same values.
+    host_params = jax.tree.map(
+        np.asarray, digits.init_params(jax.random.key(args.seed), hidden=args.hidden)
+    )
+    optimizer = jopt.adam(args.learning_rate)
+    state_sh, report = zero_shardings(optimizer, host_params, mesh, AXIS)
+    results = _train_both(args, mesh, split, host_params, optimizer, state_sh, report, batch_size)
+
+    summary = {
+        "devices": len(devices),
+        "platform": devices[0].platform,
+        "steps": args.steps,
+        "batch_size": batch_size,
+        "state_split": [leaf.path for leaf in report.split],
+        "state_replicated": [leaf.path for leaf in report.replicated],
+        "state_bytes_per_device": report.device_nbytes,
+        "state_bytes_total": report.nbytes,
+        "max_param_difference": _max_difference(
+            results["jit"]["params"], results["shard_map"]["params"]
+        ),
+        **{
+            f"{name}_{key}": value
+            for name, result in results.items()
+            for key, value in result.items()
+            if key != "params"
+        },
+    }
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        _print_summary(summary, report, results)
     return summary
 
 
