@@ -359,13 +359,13 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str,
     if args.plot is not None:
         require("matplotlib", purpose="--plot")
     key = jax.random.key(args.seed)
-    # The table's measurements and the warm-up are independent and mostly XLA
-    # compilation, which runs outside Python's lock: side by side they use two cores.
-    # Both finish before the first optimizer trains, so its timings are its own.
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        lecture = pool.submit(table.lecture_table, args.optimizers)
+    # The table's rows and the warm-up are independent and mostly XLA compilation,
+    # which runs outside Python's lock: side by side they use two cores.  All of it
+    # finishes before the first optimizer trains, so the timings of each are its own.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+        rows = [pool.submit(table.lecture_table, (name,)) for name in args.optimizers]
         _warm_up(split, key, args.batch_size)
-        lecture = lecture.result()
+        lecture = [row for future in rows for row in future.result()]
     results = [_train_one(name, split, key, args) for name in args.optimizers]
     if args.plot is not None:
         _write_plot(args.plot, results, target=args.target_loss)
