@@ -95,7 +95,9 @@ class NumpyKernels:
             self.arrays[kernel] = [np.full(n, float(i), np.float32) for i in range(ARRAYS[kernel])]
             bounds = np.linspace(0, n, threads + 1).astype(int)
             self.slices[kernel] = [
-                (int(lo), int(hi)) for lo, hi in zip(bounds[:-1], bounds[1:]) if hi > lo
+                (int(lo), int(hi))
+                for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)
+                if hi > lo
             ]
         # One block-sized scratch buffer per thread's slice: it stays in cache.
         self.scratch = {lo: np.empty(_BLOCK, np.float32) for lo, _ in self.slices["axpy"]}

@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.memory", description=__doc__)
     parser.add_argument("--system", required=True, choices=systems.SYSTEMS)
     parser.add_argument("--shape", required=True, choices=sorted(SHAPES))
-    parser.add_argument("--optimizer", required=True, choices=systems.OPTIMIZERS)
+    parser.add_argument("--optimizer", required=True, choices=systems.registry())
     parser.add_argument("--tiny", action="store_true")
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)

@@ -72,7 +72,7 @@ def resnet50(tiny: bool = False) -> ShapeSet:
     stem = 64 // div
     conv_bn("stem", 7, 3, stem)
     cin = stem
-    for stage, (blocks, width) in enumerate(zip([3, 4, 6, 3], [64, 128, 256, 512])):
+    for stage, (blocks, width) in enumerate(zip([3, 4, 6, 3], [64, 128, 256, 512], strict=True)):
         width //= div
         for block in range(blocks):
             prefix = f"stage{stage + 1}/block{block}"

@@ -1,18 +1,23 @@
 """The systems under test: one optimizer step, set up the same way for each.
 
-A *system* is jopt, optax, or torch.optim in its ``foreach`` or ``fused`` form.  Each
-runs the same algorithm with the same hyperparameters (:data:`HYPERPARAMETERS`):
+A *system* is jopt, optax, or torch.optim in its ``foreach`` or ``fused`` form.  The
+optimizers are the registry's, :data:`jopt.optimizers.ALL`.  Three of them have
+counterparts here (:data:`COUNTERPARTS`) that run the same algorithm with the same
+hyperparameters (:data:`HYPERPARAMETERS`) in every system:
 
 * ``momentum``: heavy ball, ``v ← γ·v + g``, ``θ ← θ − η·v``;
 * ``rmsprop``: ``s ← ρ·s + (1 − ρ)·g²``, ``θ ← θ − η·g / (√s + ε)`` (optax is told
   ``eps_in_sqrt=False`` to match);
 * ``adam``: bias-corrected Adam.
 
+Every other optimizer of the registry runs in jopt alone, at its demo learning rate
+(:data:`jopt.optimizers.DEMO_LEARNING_RATES`) and its defaults.
+
 The JAX systems step with ``jit`` and the parameters and state donated, so a step
 updates them in place; the gradient is an input that is not donated (a training loop
 would compute it).  The torch systems call ``optimizer.step()`` on parameters whose
 ``.grad`` is set.  Each step reads and writes ``words_per_param`` float32 words per
-parameter at the least (:data:`WORDS_PER_PARAM`), which turns a step time into GB/s.
+parameter at the least (:func:`words_per_param`), which turns a step time into GB/s.
 """
 
 from __future__ import annotations
@@ -27,7 +32,8 @@ import numpy as np
 
 from benchmarks.shapes import ShapeSet
 
-OPTIMIZERS = ("momentum", "rmsprop", "adam")
+COUNTERPARTS = ("momentum", "rmsprop", "adam")
+"""The optimizers with optax and torch.optim counterparts: the default rows."""
 JAX_SYSTEMS = ("jopt", "optax")
 TORCH_SYSTEMS = ("torch-foreach", "torch-fused")
 SYSTEMS = JAX_SYSTEMS + TORCH_SYSTEMS
@@ -38,22 +44,60 @@ HYPERPARAMETERS: dict[str, dict[str, float]] = {
     "adam": {"learning_rate": 1e-3, "b1": 0.9, "b2": 0.999, "eps": 1e-8},
 }
 
-# The least memory traffic of a step, in words per parameter: read g, θ and each
-# state buffer, write θ and each state buffer back.
-WORDS_PER_PARAM = {"momentum": 5, "rmsprop": 5, "adam": 7}
-STATE_WORDS_PER_PARAM = {"momentum": 1, "rmsprop": 1, "adam": 2}
 ITEMSIZE = 4  # float32
 GRADIENT_SCALE = 1e-2
 
 
+def registry() -> tuple[str, ...]:
+    """Every optimizer the harness can run: the names of :data:`jopt.optimizers.ALL`."""
+    import jopt
+
+    return tuple(jopt.optimizers.ALL)
+
+
+def hyperparameters(optimizer: str) -> dict[str, float]:
+    """The hyperparameters ``optimizer`` runs with: the shared ones of a counterpart,
+    else its demo learning rate (and its defaults)."""
+    if optimizer in HYPERPARAMETERS:
+        return dict(HYPERPARAMETERS[optimizer])
+    import jopt
+
+    return {"learning_rate": jopt.optimizers.DEMO_LEARNING_RATES[optimizer]}
+
+
+def state_words_per_param(optimizer: str) -> float:
+    """Float32 words of jopt's state per parameter (scalars such as a count left out).
+
+    Measured from the state's shapes on a 64×64 leaf: 1 for momentum and rmsprop, 2
+    for adam.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    probe = {"w": jax.ShapeDtypeStruct((64, 64), jnp.float32)}
+    state = jax.eval_shape(jax_optimizer("jopt", optimizer)[0].init, probe)
+    words = sum(
+        leaf.size * leaf.dtype.itemsize / ITEMSIZE
+        for leaf in jax.tree.leaves(state)
+        if jnp.issubdtype(leaf.dtype, jnp.floating) and leaf.ndim > 0
+    )
+    return words / (64 * 64)
+
+
+def words_per_param(optimizer: str) -> float:
+    """The least memory traffic of a step, in words per parameter: read g, θ and each
+    state buffer, write θ and each state buffer back (5 for momentum, 7 for adam)."""
+    return 3 + 2 * state_words_per_param(optimizer)
+
+
 def bytes_per_step(optimizer: str, n_params: int) -> int:
     """The least number of bytes one step moves through memory."""
-    return WORDS_PER_PARAM[optimizer] * ITEMSIZE * n_params
+    return round(words_per_param(optimizer) * ITEMSIZE * n_params)
 
 
 def expected_bytes(optimizer: str, n_params: int) -> int:
     """params + grads + optimizer state, in bytes (the step counter is not counted)."""
-    return (2 + STATE_WORDS_PER_PARAM[optimizer]) * ITEMSIZE * n_params
+    return round((2 + state_words_per_param(optimizer)) * ITEMSIZE * n_params)
 
 
 # --- JAX ------------------------------------------------------------------------------
@@ -61,6 +105,13 @@ def expected_bytes(optimizer: str, n_params: int) -> int:
 
 def jax_optimizer(system: str, optimizer: str):
     """``(GradientTransformation, apply_updates)`` of ``system`` for ``optimizer``."""
+    if system == "jopt" and optimizer not in HYPERPARAMETERS:
+        import jopt
+
+        factory = jopt.optimizers.ALL[optimizer]
+        return factory(jopt.optimizers.DEMO_LEARNING_RATES[optimizer]), jopt.apply_updates
+    if system in JAX_SYSTEMS and optimizer not in HYPERPARAMETERS:
+        raise ValueError(f"{optimizer!r} has no {system} counterpart in the harness")
     hp = HYPERPARAMETERS[optimizer]
     if system == "jopt":
         import jopt
@@ -198,6 +249,8 @@ def torch_optimizer(system: str, optimizer: str, params: list):
 
     if system not in TORCH_SYSTEMS:
         raise ValueError(f"system must be one of {TORCH_SYSTEMS}, got {system!r}")
+    if optimizer not in HYPERPARAMETERS:
+        raise ValueError(f"{optimizer!r} has no torch.optim counterpart in the harness")
     mode = {"foreach": True} if system == "torch-foreach" else {"fused": True}
     hp = HYPERPARAMETERS[optimizer]
     if optimizer == "momentum":
@@ -211,8 +264,17 @@ def torch_optimizer(system: str, optimizer: str, params: list):
     )
 
 
+def unavailable(system: str, optimizer: str) -> str | None:
+    """Why ``system`` has no step for ``optimizer`` in the harness, or None if it has."""
+    if system == "jopt" or optimizer in COUNTERPARTS:
+        return None
+    return f"no {system} counterpart for {optimizer} in the harness"
+
+
 def torch_unsupported(system: str, optimizer: str, device: str) -> str | None:
     """Why torch cannot run ``system`` for ``optimizer`` here, or None if it can."""
+    if optimizer not in COUNTERPARTS:
+        return unavailable(system, optimizer)
     if not torch_available():
         return "torch is not installed"
     import torch

@@ -1,4 +1,7 @@
-"""Data-parallel training of a digits MLP over every visible device, with ZeRO-1 state.
+"""Data-parallel training of the digits MLP over every visible device, with ZeRO-1 state.
+
+The model, data and loss are the lecture's digits task, :mod:`jopt.lecture.digits`
+(a 64-hidden-10 tanh MLP on scikit-learn's digits).
 
 The batch is split over a one-axis device mesh called ``data``; the params are
 replicated; Adam's moments are split over the devices by
@@ -21,7 +24,7 @@ Run on 8 simulated CPU devices::
     python examples/data_parallel.py --cpu-devices 8        # the same, set in-process
 
 and unchanged on a host with several GPUs: ``python examples/data_parallel.py``.
-Needs scikit-learn (``pip install -e ".[examples]"``).
+Needs scikit-learn (``pip install "jopt[examples]"``).
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 import jopt
+from jopt.lecture import digits
 from jopt.sharding import zero_shardings
 
 AXIS = "data"
@@ -80,46 +84,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-# --- data and model ------------------------------------------------------------------
-
-
-def load_data(seed: int):
-    """The 8x8 digits, scaled to [0, 1], split 80/20 into train and test."""
-    from sklearn.datasets import load_digits
-
-    x, y = load_digits(return_X_y=True)
-    x = (x / 16.0).astype(np.float32)
-    y = y.astype(np.int32)
-    order = np.random.default_rng(seed).permutation(len(x))
-    cut = int(0.8 * len(x))
-    return (x[order[:cut]], y[order[:cut]]), (x[order[cut:]], y[order[cut:]])
-
-
-def init_mlp(key: jax.Array, sizes: list[int]) -> dict:
-    """He-normal weights (std sqrt(2 / fan_in)) and zero biases, float32, on the host."""
-    params = {}
-    for i, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-        key, sub = jax.random.split(key)
-        w = jax.random.normal(sub, (fan_in, fan_out), jnp.float32) * math.sqrt(2.0 / fan_in)
-        params[f"layer{i}"] = {"w": np.asarray(w), "b": np.zeros(fan_out, np.float32)}
-    return params
-
-
-def logits_fn(params: dict, x: jax.Array) -> jax.Array:
-    *hidden, last = (params[k] for k in sorted(params))
-    for layer in hidden:
-        x = jax.nn.relu(x @ layer["w"] + layer["b"])
-    return x @ last["w"] + last["b"]
-
-
-def loss_fn(params: dict, x: jax.Array, y: jax.Array) -> jax.Array:
-    """Mean softmax cross-entropy."""
-    logits = logits_fn(params, x)
-    return jnp.mean(
-        jax.nn.logsumexp(logits, axis=-1) - jnp.take_along_axis(logits, y[:, None], axis=-1)[:, 0]
-    )
-
-
 # --- the two data-parallel steps -----------------------------------------------------
 
 
@@ -133,7 +97,7 @@ def make_global_step(optimizer, params_sh, state_sh, batch_sh, replicated):
         donate_argnums=(0, 1),
     )
     def step(params, state, x, y):
-        loss, grads = jax.value_and_grad(loss_fn)(params, x, y)
+        loss, grads = jax.value_and_grad(digits.loss)(params, (x, y))
         updates, state = optimizer.update(grads, state, params)
         return jopt.apply_updates(params, updates), state, loss
 
@@ -169,7 +133,7 @@ def make_shard_map_step(optimizer, mesh, state_sh, param_zero_sh):
         flat = jnp.concatenate([b.reshape(-1) for b in blocks])
         rows = lax.all_gather(flat, AXIS, to="invarying")  # (n, flat.size), on every device
         out, offset = [], 0
-        for block, dim in zip(blocks, split_dims):
+        for block, dim in zip(blocks, split_dims, strict=True):
             pieces = rows[:, offset : offset + block.size].reshape((n, *block.shape))
             offset += block.size
             full = list(block.shape)
@@ -183,7 +147,7 @@ def make_shard_map_step(optimizer, mesh, state_sh, param_zero_sh):
         # device's copy as its own ("varying") keeps the gradient local, so that the
         # averaging below is the one collective that does it.
         own_params = lax.pcast(params, AXIS, to="varying")
-        loss, grads = jax.value_and_grad(loss_fn)(own_params, x, y)  # this device's rows
+        loss, grads = jax.value_and_grad(digits.loss)(own_params, (x, y))  # this device's rows
         # The global-batch mean, as one all-reduce of the whole gradient.  One
         # collective each way (here and in gather_blocks) sends fewer, larger messages,
         # as DDP's gradient buckets do, and fixes the order of the collectives, which
@@ -197,7 +161,7 @@ def make_shard_map_step(optimizer, mesh, state_sh, param_zero_sh):
         leaf_dims = treedef.flatten_up_to(dims)
         split = [i for i, d in enumerate(leaf_dims) if d is not None]
         gathered = gather_blocks([leaves[i] for i in split], [leaf_dims[i] for i in split])
-        for i, full in zip(split, gathered):
+        for i, full in zip(split, gathered, strict=True):
             leaves[i] = full
         updates = treedef.unflatten(leaves)
         return jopt.apply_updates(params, updates), state, loss
@@ -261,22 +225,12 @@ def _configure_cpu_devices(count: int | None) -> None:
         os.environ.setdefault("PJRT_NPROC", str(max(4 * count, os.cpu_count() or 1)))
 
 
-def main(argv: list[str] | None = None) -> dict:
-    args = parse_args(argv)
-    _configure_cpu_devices(args.cpu_devices)
-
-    devices = jax.devices()
-    n = len(devices)
-    mesh = jax.sharding.Mesh(np.asarray(devices), (AXIS,))
+def _train_both(args, mesh, split, host_params, optimizer, state_sh, report, batch_size):
+    """Train from the same start with each step; per variant, what it reached."""
     replicated = NamedSharding(mesh, P())
     batch_sh = NamedSharding(mesh, P(AXIS))
-    batch_size = n * math.ceil(args.batch_size / n)
-
-    (x_train, y_train), (x_test, y_test) = load_data(args.seed)
-    host_params = init_mlp(jax.random.key(args.seed), [64, args.hidden, 10])
     params_sh = jax.tree.map(lambda _: replicated, host_params)
-    optimizer = jopt.adam(args.learning_rate)
-    state_sh, report = zero_shardings(optimizer, host_params, mesh, AXIS)
+    x_train, y_train = split.train
 
     # The same batches for both runs, drawn on the host and placed split over "data".
     rng = np.random.default_rng(args.seed)
@@ -294,7 +248,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     global_step = make_global_step(optimizer, params_sh, state_sh, batch_sh, replicated)
     shard_map_step = make_shard_map_step(optimizer, mesh, state_sh, report.param_shardings)
-    evaluate = jax.jit(lambda params: jnp.mean(jnp.argmax(logits_fn(params, x_test), -1) == y_test))
+    evaluate = jax.jit(lambda params: digits.accuracy(params, split.test))
 
     results = {}
     for name, step in (("jit", global_step), ("shard_map", shard_map_step)):
@@ -311,36 +265,19 @@ def main(argv: list[str] | None = None) -> dict:
             "moment_bytes_device0": _device_bytes(mu, jax.local_devices()[0]),
             "moment_bytes_total": sum(leaf.nbytes for leaf in jax.tree.leaves(mu)),
         }
+    return results
 
-    difference = max(
-        float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
-        for a, b in zip(
-            jax.tree.leaves(results["jit"]["params"]),
-            jax.tree.leaves(results["shard_map"]["params"]),
-        )
+
+def _max_difference(a, b) -> float:
+    pairs = zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True)
+    return max(float(np.max(np.abs(np.asarray(x) - np.asarray(y)))) for x, y in pairs)
+
+
+def _print_summary(summary: dict, report, results: dict) -> None:
+    print(
+        f"{summary['devices']} {summary['platform']} device(s), global batch "
+        f"{summary['batch_size']}, {summary['steps']} steps"
     )
-    summary = {
-        "devices": n,
-        "platform": devices[0].platform,
-        "steps": args.steps,
-        "batch_size": batch_size,
-        "state_split": [leaf.path for leaf in report.split],
-        "state_replicated": [leaf.path for leaf in report.replicated],
-        "state_bytes_per_device": report.device_nbytes,
-        "state_bytes_total": report.nbytes,
-        "max_param_difference": difference,
-        **{
-            f"{name}_{key}": value
-            for name, result in results.items()
-            for key, value in result.items()
-            if key != "params"
-        },
-    }
-    if args.json:
-        print(json.dumps(summary))
-        return summary
-
-    print(f"{n} {devices[0].platform} device(s), global batch {batch_size}, {args.steps} steps")
     print(report)
     for name, result in results.items():
         rate = result["steps_per_s"]
@@ -351,7 +288,48 @@ def main(argv: list[str] | None = None) -> dict:
             f"{result['moment_bytes_total']} B"
             + (f", {rate:.0f} steps/s" if rate is not None else "")
         )
-    print(f"max |params(jit) - params(shard_map)| = {difference:.2e}")
+    print(f"max |params(jit) - params(shard_map)| = {summary['max_param_difference']:.2e}")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    _configure_cpu_devices(args.cpu_devices)
+
+    devices = jax.devices()
+    mesh = jax.sharding.Mesh(np.asarray(devices), (AXIS,))
+    batch_size = len(devices) * math.ceil(args.batch_size / len(devices))
+    split = digits.load(args.seed)
+    # On the host: every process fills its own devices' shards from the same values.
+    host_params = jax.tree.map(
+        np.asarray, digits.init_params(jax.random.key(args.seed), hidden=args.hidden)
+    )
+    optimizer = jopt.adam(args.learning_rate)
+    state_sh, report = zero_shardings(optimizer, host_params, mesh, AXIS)
+    results = _train_both(args, mesh, split, host_params, optimizer, state_sh, report, batch_size)
+
+    summary = {
+        "devices": len(devices),
+        "platform": devices[0].platform,
+        "steps": args.steps,
+        "batch_size": batch_size,
+        "state_split": [leaf.path for leaf in report.split],
+        "state_replicated": [leaf.path for leaf in report.replicated],
+        "state_bytes_per_device": report.device_nbytes,
+        "state_bytes_total": report.nbytes,
+        "max_param_difference": _max_difference(
+            results["jit"]["params"], results["shard_map"]["params"]
+        ),
+        **{
+            f"{name}_{key}": value
+            for name, result in results.items()
+            for key, value in result.items()
+            if key != "params"
+        },
+    }
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        _print_summary(summary, report, results)
     return summary
 
 

@@ -1,9 +1,9 @@
-"""``python -m jopt``: see :mod:`jopt._cli`."""
+"""``python -m jopt``: see :mod:`jopt.lecture.cli`."""
 
 import os
 import sys
 
-from jopt._cli import main
+from jopt.lecture.cli import main
 
 try:
     code = main()

@@ -1,7 +1,7 @@
 """Smoke test of the benchmark harness: ``python -m benchmarks --quick`` on tiny shapes.
 
-The run happens in a subprocess (the suite enables x64 globally; the harness is
-float32) and its JSON and markdown are checked for structure and sanity.  Timings
+The run happens in a subprocess (the harness pins threads and starts its own memory
+processes) and its JSON and markdown are checked for structure and sanity.  Timings
 are never asserted: the machine is shared.  What is asserted independently of the
 harness: the shapes' parameter counts against their closed forms, and the byte
 counts against the words each optimizer must move.
@@ -18,10 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import shapes, systems
-
-# Compared with float64 restatements: 64-bit types on for every test here.
-pytestmark = pytest.mark.float64
+import jopt
+from benchmarks import harness, shapes, systems
 
 ROOT = Path(__file__).resolve().parent.parent
 HAS_TORCH = importlib.util.find_spec("torch") is not None
@@ -55,13 +53,32 @@ def _leaves(tree):
             yield value
 
 
+# The least traffic of one step, in float32 words per parameter, counted by hand: read
+# g and θ and every state buffer, write θ and every state buffer back.
+WORDS = {"sgd": 3, "momentum": 5, "rmsprop": 5, "adam": 7}
+
+
 def test_byte_counts():
     n = 1000
     # Adam reads g, θ, m, v and writes θ, m, v: 7 float32 words per parameter.
     assert systems.bytes_per_step("adam", n) == 7 * 4 * n
     assert systems.bytes_per_step("momentum", n) == 5 * 4 * n
+    assert systems.bytes_per_step("sgd", n) == 3 * 4 * n  # no state
     assert systems.expected_bytes("adam", n) == 4 * 4 * n
     assert systems.expected_bytes("rmsprop", n) == 3 * 4 * n
+
+
+def test_optimizers_flag_takes_the_registry():
+    assert harness.parse_args([]).optimizers == list(systems.COUNTERPARTS)
+    assert harness.parse_args(["--optimizers", "all"]).optimizers == list(jopt.optimizers.ALL)
+    assert harness.parse_args(["--optimizers", "adamw,adam"]).optimizers == ["adamw", "adam"]
+    with pytest.raises(SystemExit):
+        harness.parse_args(["--optimizers", "lbfgs"])
+    # Optimizers without an optax or torch counterpart run in jopt alone.
+    assert systems.unavailable("jopt", "adamw") is None
+    assert systems.unavailable("optax", "adam") is None
+    assert "no optax counterpart" in systems.unavailable("optax", "adamw")
+    assert "no torch-fused counterpart" in systems.torch_unsupported("torch-fused", "adamw", "cpu")
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +91,7 @@ def quick_run(tmp_path_factory):
         "benchmarks",
         "--quick",
         "--shapes=big,many",
-        "--optimizers=momentum,adam",
+        "--optimizers=momentum,adam,sgd",
         f"--systems={','.join(chosen)}",
         "--repeats=2",
         f"--out={out}",
@@ -97,11 +114,18 @@ def test_quick_run_structure(quick_run):
     assert results["config"]["quick"] is True
     assert results["machine"]["cpus_available"] >= 1
     rows = {(r["shape"], r["optimizer"]): r for r in results["rows"]}
-    assert set(rows) == {(s, o) for s in ("big", "many") for o in ("momentum", "adam")}
+    optimizers = ("momentum", "adam", "sgd")
+    assert set(rows) == {(s, o) for s in ("big", "many") for o in optimizers}
     for (shape, optimizer), row in rows.items():
         tiny = shapes.SHAPES[shape](True)
         assert row["n_params"] == tiny.n_params and row["n_leaves"] == tiny.n_leaves
-        assert row["bytes_per_step"] == systems.WORDS_PER_PARAM[optimizer] * 4 * tiny.n_params
+        assert row["bytes_per_step"] == WORDS[optimizer] * 4 * tiny.n_params
+        if optimizer == "sgd":
+            # No counterpart in optax or torch here: jopt alone, and its A/A control.
+            assert set(row["systems"]) == {"jopt", "jopt#2"}
+            assert set(row["skipped"]) == set(chosen) - {"jopt"}
+            assert set(row["ratios"]) == {"jopt/jopt#2"}
+            continue
         # jopt#2: the A/A control, a second copy of jopt's step on its own buffers.
         assert set(row["systems"]) == set(chosen) | {"jopt#2"}
         assert row["instances"] == 2  # fresh buffers once, half-way through the 2 rounds
@@ -127,14 +151,17 @@ def test_quick_run_structure(quick_run):
         per_round = [
             a / b
             for a, b in zip(
-                row["systems"]["jopt"]["all_step_s"], row["systems"]["optax"]["all_step_s"]
+                row["systems"]["jopt"]["all_step_s"],
+                row["systems"]["optax"]["all_step_s"],
+                strict=True,
             )
         ]
         assert ratio["per_round"] == pytest.approx(per_round)
         assert ratio["median"] == pytest.approx((per_round[0] + per_round[1]) / 2)
         jopt_compile, optax_compile = (row["systems"][s]["compile"] for s in ("jopt", "optax"))
         per_pass = [
-            a / b for a, b in zip(jopt_compile["all_total_s"], optax_compile["all_total_s"])
+            a / b
+            for a, b in zip(jopt_compile["all_total_s"], optax_compile["all_total_s"], strict=True)
         ]
         assert len(per_pass) == 1  # a quick run compiles once
         assert row["ratios"]["jopt/optax compile"]["median"] == pytest.approx(per_pass[0])
@@ -171,6 +198,7 @@ def test_quick_run_memory_and_agreement(quick_run):
         assert set(agreement) == set(chosen)
         assert agreement["jopt"] == 0
         assert all(value < 1e-3 for value in agreement.values()), agreement
+    assert results["agreement"]["sgd"] == {"jopt": 0.0}
 
 
 def test_quick_run_markdown(quick_run):
@@ -185,7 +213,7 @@ def test_quick_run_markdown(quick_run):
         assert header in markdown
     table = [line for line in markdown.splitlines() if line.startswith(("| big |", "| many |"))]
     # step, floor, compile and memory tables (every row has XLA's memory estimate)
-    assert len(table) == 4 * 4
+    assert len(table) == 4 * 6
     assert results["targets"] == []  # targets are only judged on real shapes
 
 

@@ -1,7 +1,9 @@
-"""``python -m jopt``: the end-to-end run, its flags, and the measured lecture table.
+"""``python -m jopt`` and :mod:`jopt.lecture`: the end-to-end run, its flags, the digits
+task, and the measured lecture table.
 
 The lecture's table is the reference for the measured columns; the measurements
-themselves are checked against closed forms and hand-written controls.
+themselves are checked against closed forms and hand-written controls, and the
+digits MLP against a float64 NumPy restatement.
 """
 
 from __future__ import annotations
@@ -19,12 +21,8 @@ import numpy as np
 import pytest
 
 import jopt
-from jopt import _cli, _lecture_table
-
-# Compared with float64 restatements: 64-bit types on for every test here.
-pytestmark = pytest.mark.float64
-
-pytest.importorskip("sklearn")
+from jopt.lecture import LECTURE_OPTIMIZERS, MissingExtra, cli, digits
+from jopt.lecture import table as lecture_table
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -74,7 +72,7 @@ def test_python_m_jopt_runs_end_to_end(tmp_path):
     report = json.loads(done.stdout)
 
     assert report["config"] == {
-        "optimizers": list(_cli.LECTURE),
+        "optimizers": list(LECTURE_OPTIMIZERS),
         "epochs": 1,
         "batch_size": 32,
         "steps_per_epoch": 45,
@@ -82,7 +80,7 @@ def test_python_m_jopt_runs_end_to_end(tmp_path):
         "target_loss": 0.1,
     }
     assert report["task"]["train_examples"] + report["task"]["test_examples"] == 1797
-    assert [r["optimizer"] for r in report["results"]] == list(_cli.LECTURE)
+    assert [r["optimizer"] for r in report["results"]] == list(LECTURE_OPTIMIZERS)
     for r in report["results"]:
         # One epoch takes the loss well below chance, ln 10, and the accuracy well
         # above chance, 10%.
@@ -95,7 +93,7 @@ def test_python_m_jopt_runs_end_to_end(tmp_path):
 
 
 def test_text_output(capsys):
-    assert _cli.main(["--optimizers", "sgd,adadelta", "--epochs", "1", "--batch-size", "full"]) == 0
+    assert cli.main(["--optimizers", "sgd,adadelta", "--epochs", "1", "--batch-size", "full"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("jopt ") and "1440 train / 357 test" in out[0]
     assert out[1] == "1 epochs, full batch (1 steps/epoch), seed 0"
@@ -115,8 +113,8 @@ def test_text_output(capsys):
 
 def test_runs_are_deterministic_for_a_seed(capsys):
     def run(seed):
-        argv = ["--optimizers", "nesterov,adam", "--epochs", "2", "--batch-size", "64"]
-        assert _cli.main([*argv, "--seed", str(seed), "--json"]) == 0
+        argv = ["--optimizers", "nesterov,adam", "--epochs", "1", "--batch-size", "64"]
+        assert cli.main([*argv, "--seed", str(seed), "--json"]) == 0
         report = json.loads(capsys.readouterr().out)
         return [{k: v for k, v in r.items() if not k.endswith("time_s")} for r in report["results"]]
 
@@ -130,7 +128,7 @@ def test_runs_are_deterministic_for_a_seed(capsys):
     [
         (
             ["--optimizers", "sgd,foo"],
-            "argument --optimizers: unknown optimizer 'foo'; choose from sgd,",
+            "argument --optimizers: unknown optimizer 'foo'; choose from sgd, momentum,",
         ),
         (["--optimizers", "adam,adam"], "argument --optimizers: 'adam' listed twice"),
         (["--epochs", "-3"], "argument --epochs: must be a positive integer, got -3"),
@@ -152,7 +150,7 @@ def test_runs_are_deterministic_for_a_seed(capsys):
 )
 def test_bad_flags_exit_with_code_2_and_say_why(capsys, argv, message):
     with pytest.raises(SystemExit) as exit_info:
-        _cli.main(argv)
+        cli.main(argv)
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("usage: python -m jopt")
@@ -172,23 +170,23 @@ def test_bad_flag_exit_status_of_the_process():
 def test_sgd_saddle_escape_matches_the_closed_form():
     # Gradient descent on y: y ← y + 2ηy, so |y| reaches 1 after
     # ⌈log(1/y₀) / log(1 + 2η)⌉ steps.
-    lr = _lecture_table.SADDLE_LR
-    steps = _lecture_table.saddle_escape_steps(jopt.sgd(lr), (1e-6, 1e-2, 0.5))
+    lr = lecture_table.SADDLE_LR
+    steps = lecture_table.saddle_escape_steps(jopt.sgd(lr), starts=(1e-6, 1e-2, 0.5))
     expected = [math.ceil(math.log(1 / y0) / math.log(1 + 2 * lr)) for y0 in (1e-6, 1e-2, 0.5)]
-    assert all(abs(s - e) <= 1 for s, e in zip(steps, expected)), (steps, expected)
+    assert all(abs(s - e) <= 1 for s, e in zip(steps, expected, strict=True)), (steps, expected)
 
 
 def test_saddle_escape_reports_max_steps_when_stuck():
-    assert _lecture_table.saddle_escape_steps(jopt.sgd(0.0), (1e-6,), max_steps=50) == (50,)
+    assert lecture_table.saddle_escape_steps(jopt.sgd(0.0), starts=(1e-6,), max_steps=50) == (50,)
 
 
 def test_effective_lr_ratio_matches_closed_forms():
     # SGD: one rate for all, ratio 1.  Adam on constant gradients: m̂ = g, v̂ = g², so
     # ηᵢ = η/(|gᵢ| + ε) and the ratio is (100 + ε)/(1 + ε).
-    assert _lecture_table.effective_lr_ratio(jopt.sgd(0.1)) == pytest.approx(1.0, rel=1e-6)
+    assert lecture_table.effective_lr_ratio(jopt.sgd(0.1)) == pytest.approx(1.0, rel=1e-6)
     eps = 1e-8
     expected = (100 + eps) / (1 + eps)
-    assert _lecture_table.effective_lr_ratio(jopt.adam(0.1, eps=eps)) == pytest.approx(
+    assert lecture_table.effective_lr_ratio(jopt.adam(0.1, eps=eps)) == pytest.approx(
         expected, rel=1e-5
     )
 
@@ -210,25 +208,25 @@ def test_units_exponents_on_hand_written_rules():
     in_g = _stateless(lambda g, p: -0.1 * g)
     in_inverse_g = _stateless(lambda g, p: -0.1 / g)
     mixed = _stateless(lambda g, p: -0.1 * g - 0.1 * p)
-    assert _lecture_table.units_exponents(in_theta) == (1.0,)
-    assert _lecture_table.units_exponents(in_g) == (-1.0,)
-    assert _lecture_table.units_exponents(in_inverse_g) == (1.0,)
-    assert _lecture_table.units_exponents(mixed) == ()
+    assert lecture_table.units_exponents(in_theta) == (1.0,)
+    assert lecture_table.units_exponents(in_g) == (-1.0,)
+    assert lecture_table.units_exponents(in_inverse_g) == (1.0,)
+    assert lecture_table.units_exponents(mixed) == ()
 
 
 def test_units_exponents_of_the_lecture_optimizers():
     # Dimensional analysis: SGD/momentum steps carry g's units (p = −1); the adaptive
     # rules divide g by an RMS of g (p = 0); Adadelta multiplies by RMS[Δθ], which can
     # carry θ's units (p = 1 is among the consistent ones).
-    assert _lecture_table.units_exponents(jopt.sgd(0.1)) == (-1.0,)
-    assert _lecture_table.units_exponents(jopt.momentum(0.1)) == (-1.0,)
-    assert _lecture_table.units_exponents(jopt.adagrad(0.1)) == (0.0,)
-    assert _lecture_table.units_exponents(jopt.adam(0.1)) == (0.0,)
-    assert 1.0 in _lecture_table.units_exponents(jopt.adadelta())
+    assert lecture_table.units_exponents(jopt.sgd(0.1)) == (-1.0,)
+    assert lecture_table.units_exponents(jopt.momentum(0.1)) == (-1.0,)
+    assert lecture_table.units_exponents(jopt.adagrad(0.1)) == (0.0,)
+    assert lecture_table.units_exponents(jopt.adam(0.1)) == (0.0,)
+    assert 1.0 in lecture_table.units_exponents(jopt.adadelta())
 
 
 def test_lecture_table_in_process_agrees_with_the_lecture():
-    rows = _lecture_table.lecture_table(tuple(LECTURE_TABLE))
+    rows = lecture_table.lecture_table(tuple(LECTURE_TABLE))
     table = [
         {
             "method": row.method,
@@ -241,16 +239,118 @@ def test_lecture_table_in_process_agrees_with_the_lecture():
     ]
     assert_agrees_with_the_lecture(table)
     with pytest.raises(ValueError, match="methods: unknown"):
-        _lecture_table.lecture_table(("sgd", "lbfgs"))
+        lecture_table.lecture_table(("sgd", "lbfgs"))
 
 
 def test_mlp_initialisation_follows_xavier():
-    params = _cli.init_mlp(jax.random.key(0), (64, 64, 10))
-    assert [layer["w"].shape for layer in params] == [(64, 64), (64, 10)]
-    for layer in params:
+    params = digits.init_params(jax.random.key(0))
+    assert list(params) == ["layer0", "layer1"]
+    assert [layer["w"].shape for layer in params.values()] == [(64, 64), (64, 10)]
+    for layer in params.values():
         fan_in, fan_out = layer["w"].shape
         bound = math.sqrt(6 / (fan_in + fan_out))
         w = np.asarray(layer["w"])
         assert w.dtype == np.float32 and np.abs(w).max() <= bound
         assert np.abs(w).max() > 0.9 * bound  # spread over the whole interval
         np.testing.assert_array_equal(layer["b"], 0)
+    assert digits.init_params(jax.random.key(0), hidden=128)["layer1"]["w"].shape == (128, 10)
+
+
+# --- the digits task -----------------------------------------------------------------
+
+
+def test_digits_split_is_seeded_disjoint_and_standardized():
+    split = digits.load(seed=0)
+    assert split.x_train.shape == (1440, 64) and split.x_test.shape == (357, 64)
+    assert split.x_train.dtype == np.float32 and split.y_train.dtype == np.int32
+    # Standardized with the training set's statistics: mean 0, and std 1 wherever the
+    # pixel varies (a few border pixels are constant 0 in the training images).
+    np.testing.assert_allclose(split.x_train.mean(axis=0), 0, atol=1e-5)
+    std = split.x_train.std(axis=0)
+    assert np.all((np.abs(std - 1) < 1e-4) | (std == 0))
+    # The documented split, restated from scikit-learn's arrays: the seed's permutation,
+    # the first 1,440 images train; pixels standardized by the training statistics.
+    from sklearn.datasets import load_digits
+
+    images, labels = load_digits(return_X_y=True)
+    order = np.random.default_rng(0).permutation(len(labels))
+    np.testing.assert_array_equal(split.y_train, labels[order[:1440]])
+    np.testing.assert_array_equal(split.y_test, labels[order[1440:]])
+    mean, std = images[order[:1440]].mean(axis=0), images[order[:1440]].std(axis=0)
+    restated = (images[order[1440:]] - mean) / np.where(std > 0, std, 1.0)
+    np.testing.assert_allclose(split.x_test, restated, rtol=1e-6, atol=1e-6)
+    again, other = digits.load(seed=0), digits.load(seed=1)
+    np.testing.assert_array_equal(again.y_train, split.y_train)
+    assert not np.array_equal(other.y_train, split.y_train)
+
+
+def test_digits_loss_and_evaluation_match_numpy():
+    split = digits.load(seed=0)
+    params = digits.init_params(jax.random.key(3))
+    # The forward pass and the mean softmax cross-entropy, restated in float64 NumPy.
+    w0, b0, w1, b1 = (
+        np.asarray(params[layer][name], np.float64)
+        for layer in ("layer0", "layer1")
+        for name in ("w", "b")
+    )
+
+    def numpy_logits(x):
+        return np.tanh(x.astype(np.float64) @ w0 + b0) @ w1 + b1
+
+    def numpy_loss(x, y):
+        z = numpy_logits(x)
+        log_probs = z - z.max(axis=1, keepdims=True)
+        log_probs -= np.log(np.exp(log_probs).sum(axis=1, keepdims=True))
+        return -log_probs[np.arange(len(y)), y].mean()
+
+    metrics = digits.evaluate(params, split)
+    np.testing.assert_allclose(metrics["train_loss"], numpy_loss(*split.train), rtol=1e-5)
+    np.testing.assert_allclose(metrics["test_loss"], numpy_loss(*split.test), rtol=1e-5)
+    accuracy = np.mean(numpy_logits(split.x_test).argmax(axis=1) == split.y_test)
+    np.testing.assert_allclose(metrics["test_accuracy"], accuracy, atol=1 / 357)
+    np.testing.assert_allclose(
+        digits.loss(params, split.train), numpy_loss(*split.train), rtol=1e-5
+    )
+
+
+def test_a_missing_extra_is_named_with_its_install_command(monkeypatch, capsys):
+    # Imports of scikit-learn fail, and find_spec("sklearn") finds nothing.
+    monkeypatch.setitem(sys.modules, "sklearn", None)
+    monkeypatch.setitem(sys.modules, "sklearn.datasets", None)
+    with pytest.raises(MissingExtra, match=r'scikit-learn.*pip install "jopt\[examples\]"'):
+        digits.load()
+    assert cli.main(["--optimizers", "sgd", "--epochs", "1"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("python -m jopt: the digits task needs scikit-learn")
+
+
+def test_optimizers_flag_takes_registry_names_and_all():
+    parser = cli.build_parser()
+    assert parser.parse_args([]).optimizers == LECTURE_OPTIMIZERS
+    assert parser.parse_args(["--optimizers", "all"]).optimizers == tuple(jopt.optimizers.ALL)
+    assert parser.parse_args(["--optimizers", "adamw,sgd"]).optimizers == ("adamw", "sgd")
+    # The help lists every optimizer of the registry with its demo learning rate.
+    help_text = " ".join(parser.format_help().split())
+    for name, lr in jopt.optimizers.DEMO_LEARNING_RATES.items():
+        assert f"{name} {lr:g}" in help_text
+
+
+def test_lecture_table_covers_the_registry_by_default():
+    race = {name: lecture_table.race_optimizer(name) for name in jopt.optimizers.ALL}
+    assert list(race) == list(jopt.optimizers.ALL)
+    # Adadelta runs at its default rate (a multiplier), every other one at SADDLE_LR:
+    # one SGD-like step on a unit gradient moves by the rate.
+    params = jnp.zeros(1)
+    step, _ = race["sgd"].update(jnp.ones(1), race["sgd"].init(params), params)
+    assert float(step[0]) == pytest.approx(-lecture_table.SADDLE_LR)
+
+
+def test_import_jopt_leaves_the_lecture_and_its_extras_alone():
+    code = (
+        "import sys, jopt; assert 'jopt.lecture' not in sys.modules; "
+        "import jopt.lecture; "
+        "loaded = [m for m in ('sklearn', 'matplotlib', 'tqdm') if m in sys.modules]; "
+        "assert not loaded, loaded"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

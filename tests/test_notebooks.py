@@ -12,15 +12,13 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import time
 from pathlib import Path
 
+import nbclient
+import nbformat
 import pytest
-
-# Compared with float64 restatements: 64-bit types on for every test here.
-pytestmark = pytest.mark.float64
-
-nbformat = pytest.importorskip("nbformat")
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = ROOT / "notebooks"
@@ -73,6 +71,17 @@ def test_starts_with_badge_and_install(name):
     assert second.cell_type == "code" and 'find_spec("jopt") is None' in second.source
 
 
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_imports_nothing_private(name):
+    # Notebooks use jopt's public API only (jopt.lecture included), as readers would.
+    notebook = nbformat.read(NOTEBOOK_DIR / f"{name}.ipynb", as_version=4)
+    for index, cell in enumerate(notebook.cells):
+        if cell.cell_type == "code":
+            private = re.findall(r"\bjopt(?:\.\w+)*\._\w+", cell.source)
+            private += re.findall(r"from jopt[\w.]* import [^\n]*\b_\w+", cell.source)
+            assert not private, f"{name} cell {index} uses {private}"
+
+
 def test_every_notebook_is_built():
     assert sorted(_generator().NOTEBOOKS) == NOTEBOOKS
     assert sorted(path.stem for path in NOTEBOOK_DIR.glob("*.ipynb")) == NOTEBOOKS
@@ -81,7 +90,6 @@ def test_every_notebook_is_built():
 @pytest.mark.notebook
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_notebook_executes(name, monkeypatch, record_property, capsys):
-    nbclient = pytest.importorskip("nbclient")
     notebook = nbformat.read(NOTEBOOK_DIR / f"{name}.ipynb", as_version=4)
     # The kernel inherits this environment: import jopt from the checkout, run in the
     # default float32 (the suite's x64 switch is a config call, not an env var), and

@@ -68,7 +68,8 @@ if importlib.util.find_spec("jopt") is None:
         # A running kernel does not re-read .pth files, so point it at the checkout.
         sys.path.insert(0, str(repo))
     else:
-        subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", "{{REQUIREMENT}}"])
+        requirement = "{{REQUIREMENT}}"
+        subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", requirement])
     importlib.invalidate_caches()"""
 
 
@@ -85,7 +86,7 @@ LOSS_SURFACES = r'''
 The lecture argues with pictures: optimizer paths drawn on the contours of a loss
 surface, a ravine where SGD zig-zags while momentum runs ahead, and a saddle point
 that plain gradient descent struggles to leave.  This notebook redraws those pictures
-with jopt's eight optimizers and then *measures* the lecture's summary table instead
+with the lecture's eight optimizers and then *measures* the lecture's summary table instead
 of typing it in: adaptive learning rate, consistent units, and steps to escape a
 saddle.  Every claim it makes is checked by an `assert`.
 
@@ -104,7 +105,8 @@ from IPython.display import HTML, Markdown, display
 from matplotlib import animation
 
 import jopt
-from jopt._lecture_table import SADDLE_STARTS, lecture_table
+from jopt.lecture import roster
+from jopt.lecture.table import SADDLE_STARTS, lecture_table
 
 T_START = time.perf_counter()
 plt.rcParams.update({"figure.dpi": 72, "font.size": 9})
@@ -112,25 +114,21 @@ plt.rcParams.update({"figure.dpi": 72, "font.size": 9})
 # %% [markdown]
 ## The eight optimizers and a path tracer
 
-Each optimizer is a `jopt.GradientTransformation`.  `trajectory` runs one on a
-two-parameter loss inside a single `jax.lax.scan`, so a path of hundreds of steps is
-one compiled call.  Adadelta takes no learning rate: its step is
-RMS[Δθ]/RMS[g]·g, so `learning_rate` stays at its neutral multiplier 1.
+Each optimizer is a `jopt.GradientTransformation` from the registry,
+`jopt.optimizers.ALL`; `roster.LECTURE_OPTIMIZERS` names the lecture's eight.
+`trajectory` runs one on a two-parameter loss inside a single `jax.lax.scan`, so a
+path of hundreds of steps is one compiled call.  Adadelta takes no learning rate: its
+step is RMS[Δθ]/RMS[g]·g, so `roster.build` keeps its `learning_rate` at the neutral
+multiplier 1.
 
 # %%
 OPTIMIZERS = {
-    "SGD": lambda lr: jopt.sgd(lr),
-    "Momentum": lambda lr: jopt.momentum(lr),
-    "Nesterov": lambda lr: jopt.nesterov(lr),
-    "Adagrad": lambda lr: jopt.adagrad(lr),
-    "Adadelta": lambda lr: jopt.adadelta(),
-    "RMSprop": lambda lr: jopt.rmsprop(lr),
-    "Adam": lambda lr: jopt.adam(lr),
-    "Adamax": lambda lr: jopt.adamax(lr),
+    name: lambda lr, name=name: roster.build(name, learning_rate=lr)
+    for name in roster.LECTURE_OPTIMIZERS
 }
-GLOBAL_LR = ["SGD", "Momentum", "Nesterov"]
-ADAPTIVE = ["Adagrad", "Adadelta", "RMSprop", "Adam", "Adamax"]
-COLORS = dict(zip(OPTIMIZERS, plt.get_cmap("tab10").colors))
+GLOBAL_LR = ["sgd", "momentum", "nesterov"]
+ADAPTIVE = ["adagrad", "adadelta", "rmsprop", "adam", "adamax"]
+COLORS = dict(zip(OPTIMIZERS, plt.get_cmap("tab10").colors, strict=False))
 
 
 def trajectory(optimizer, loss, start, steps, state=None):
@@ -192,8 +190,9 @@ def draw_contours(ax, loss, extent, log=False):
     grid_x, grid_y = np.meshgrid(xs, ys)
     z = np.asarray(jax.vmap(loss)(jnp.stack([grid_x.ravel(), grid_y.ravel()], 1)))
     z = z.reshape(grid_x.shape)
-    ax.contour(grid_x, grid_y, np.log10(z + 1e-3) if log else z, levels=30,
-               colors="0.75", linewidths=0.6)
+    ax.contour(
+        grid_x, grid_y, np.log10(z + 1e-3) if log else z, levels=30, colors="0.75", linewidths=0.6
+    )
     ax.set_xlim(extent[:2])
     ax.set_ylim(extent[2:])
 
@@ -217,19 +216,21 @@ ravine_steps = {}
 for name in GLOBAL_LR:
     paths = sweep(OPTIMIZERS[name], LR_GRID, ravine, (-9.0, 1.8), 400)
     losses = np.asarray(jax.vmap(jax.vmap(ravine))(jnp.asarray(paths)))
-    ravine_steps[name] = {lr: steps_below(curve, 1e-3) for lr, curve in zip(LR_GRID, losses)}
+    ravine_steps[name] = {
+        lr: steps_below(curve, 1e-3) for lr, curve in zip(LR_GRID, losses, strict=True)
+    }
 
 print("steps to loss < 1e-3 (None: not within 400)")
 print("η        " + "".join(f"{lr:>6}" for lr in LR_GRID))
 for name, row in ravine_steps.items():
-    print(f"{name:9}" + "".join(f"{str(n):>6}" for n in row.values()))
+    print(f"{roster.label(name):9}" + "".join(f"{str(n):>6}" for n in row.values()))
 best = {
     name: min((n, lr) for lr, n in row.items() if n is not None)
     for name, row in ravine_steps.items()
 }
 print("best (steps, η):", best)
-assert best["Momentum"][0] < best["SGD"][0] / 2, best
-assert best["Nesterov"][0] < best["SGD"][0] / 2, best
+assert best["momentum"][0] < best["sgd"][0] / 2, best
+assert best["nesterov"][0] < best["sgd"][0] / 2, best
 
 # %% [markdown]
 ## Three surfaces, eight paths
@@ -240,31 +241,65 @@ the ravine SGD runs at its best η from the grid above, Momentum and Nesterov at
 
 # %%
 SURFACES = {
-    "ravine": dict(loss=ravine, start=(-9.0, 1.8), steps=150, extent=(-10, 2, -2.5, 2.5),
-                   lr=dict(SGD=best["SGD"][1], Momentum=0.1, Nesterov=0.1, Adagrad=1.0,
-                           RMSprop=0.1, Adam=0.3, Adamax=0.3)),
-    "Beale": dict(loss=beale, start=(1.0, 1.5), steps=600, extent=(-0.5, 4, -1, 2), log=True,
-                  lr=dict(SGD=0.005, Momentum=0.001, Nesterov=0.001, Adagrad=0.3,
-                          RMSprop=0.01, Adam=0.03, Adamax=0.03)),
-    "saddle x² − y²": dict(loss=saddle, start=(1.0, 1e-3), steps=100,
-                           extent=(-1.5, 1.5, -1.5, 1.5), lr=dict.fromkeys(OPTIMIZERS, 0.05)),
+    "ravine": dict(
+        loss=ravine,
+        start=(-9.0, 1.8),
+        steps=150,
+        extent=(-10, 2, -2.5, 2.5),
+        lr=dict(
+            sgd=best["sgd"][1],
+            momentum=0.1,
+            nesterov=0.1,
+            adagrad=1.0,
+            rmsprop=0.1,
+            adam=0.3,
+            adamax=0.3,
+        ),
+    ),
+    "Beale": dict(
+        loss=beale,
+        start=(1.0, 1.5),
+        steps=600,
+        extent=(-0.5, 4, -1, 2),
+        log=True,
+        lr=dict(
+            sgd=0.005,
+            momentum=0.001,
+            nesterov=0.001,
+            adagrad=0.3,
+            rmsprop=0.01,
+            adam=0.03,
+            adamax=0.03,
+        ),
+    ),
+    "saddle x² − y²": dict(
+        loss=saddle,
+        start=(1.0, 1e-3),
+        steps=100,
+        extent=(-1.5, 1.5, -1.5, 1.5),
+        lr=dict.fromkeys(OPTIMIZERS, 0.05),
+    ),
 }
 PATHS = {
     surface: {
-        name: trajectory(make(spec["lr"].get(name, 1.0)), spec["loss"], spec["start"],
-                         spec["steps"])
+        name: trajectory(
+            make(spec["lr"].get(name, 1.0)), spec["loss"], spec["start"], spec["steps"]
+        )
         for name, make in OPTIMIZERS.items()
     }
     for surface, spec in SURFACES.items()
 }
 
 fig, axes = plt.subplots(3, 2, figsize=(10, 12))
-for row, (surface, spec) in zip(axes, SURFACES.items()):
-    for ax, group, title in zip(row, (GLOBAL_LR, ADAPTIVE), ("one global η", "adaptive")):
+for row, (surface, spec) in zip(axes, SURFACES.items(), strict=True):
+    groups = zip(row, (GLOBAL_LR, ADAPTIVE), ("one global η", "adaptive"), strict=True)
+    for ax, group, title in groups:
         draw_contours(ax, spec["loss"], spec["extent"], log=spec.get("log", False))
         for name in group:
             path = PATHS[surface][name]
-            label = name if name == "Adadelta" else f"{name} (η = {spec['lr'][name]:g})"
+            label = roster.label(name)
+            if name not in roster.SELF_SCALED:
+                label += f" (η = {spec['lr'][name]:g})"
             ax.plot(path[:, 0], path[:, 1], lw=1.4, color=COLORS[name], label=label)
         ax.plot(*spec["start"], "ko", ms=4)
         ax.set_title(f"{surface}: {title}")
@@ -301,7 +336,9 @@ race = {
 fig, ax = plt.subplots(figsize=(4.8, 4), dpi=60)
 draw_contours(ax, saddle, (-1.5, 1.5, -0.5, 2.5))
 ax.plot(0, 0, "k+", ms=10)
-lines = {name: ax.plot([], [], lw=1.5, color=COLORS[name], label=name)[0] for name in race}
+lines = {
+    name: ax.plot([], [], lw=1.5, color=COLORS[name], label=roster.label(name))[0] for name in race
+}
 heads = {name: ax.plot([], [], "o", ms=5, color=COLORS[name])[0] for name in race}
 ax.legend(loc="upper left", fontsize=7, ncol=2)
 title = ax.set_title("")
@@ -335,8 +372,8 @@ point for over a hundred.
 |---|---|---|---|
 
 jopt measures each column on a small problem by running the optimizer's own
-`init`/`update` (`jopt._lecture_table`, the same code as the `python -m jopt`
-summary):
+`init`/`update` (`jopt.lecture.table`, the same code as the `python -m jopt`
+summary), for every optimizer of the registry:
 
 * **Adaptive learning rate.**  Two parameters see constant gradients 1 and 100.  Each
   parameter's effective learning rate is −Δθᵢ/gᵢ; a global learning rate gives both
@@ -409,7 +446,7 @@ for name in ["adagrad", "adadelta", "rmsprop", "adam"]:
 print(f"notebook ran in {time.perf_counter() - T_START:.0f} s")
 '''
 
-INITIALIZATION = r'''
+INITIALIZATION = r"""
 # %% [markdown]
 {{BADGE}}
 
@@ -465,7 +502,7 @@ def make_mlp(kernel_init, key):
     keys = jax.random.split(key, len(SIZES) - 1)
     return [
         {"w": kernel_init(k, (n_in, n_out)), "b": jnp.zeros(n_out)}
-        for k, n_in, n_out in zip(keys, SIZES[:-1], SIZES[1:])
+        for k, n_in, n_out in zip(keys, SIZES[:-1], SIZES[1:], strict=True)
     ]
 
 
@@ -504,9 +541,10 @@ for name, (_, losses) in trained.items():
     axes[0].plot(losses, label=name)
 axes[0].set(xlabel="step", ylabel="training loss (MSE)", yscale="log", title="learning")
 axes[0].legend()
-for ax, (name, (params, _)) in zip(axes[1:], trained.items()):
-    image = ax.imshow(np.asarray(params[0]["w"]).T, cmap="coolwarm", vmin=-1.5, vmax=1.5,
-                      aspect="auto")
+for ax, (name, (params, _)) in zip(axes[1:], trained.items(), strict=True):
+    image = ax.imshow(
+        np.asarray(params[0]["w"]).T, cmap="coolwarm", vmin=-1.5, vmax=1.5, aspect="auto"
+    )
     ax.set(title=f"W[1] after training: {name}", xlabel="input", yticks=[])
 axes[1].set(ylabel="hidden unit")
 fig.colorbar(image, ax=axes[1:], shrink=0.9)
@@ -566,8 +604,11 @@ def train_linear(weights):
     return losses
 
 
-SCALES = {"N(0, 0.01²): too small": init.normal(0.01), "Xavier": init.xavier_normal(),
-          "N(0, 0.5²): too large": init.normal(0.5)}
+SCALES = {
+    "N(0, 0.01²): too small": init.normal(0.01),
+    "Xavier": init.xavier_normal(),
+    "N(0, 0.5²): too large": init.normal(0.5),
+}
 lin_grad_norms, lin_losses = {}, {}
 linear_grad = jax.jit(jax.grad(deep_linear_loss))
 for name, fn in SCALES.items():
@@ -648,8 +689,8 @@ ACTS = {key: np.asarray(activations(w, *INPUTS[key[0]])) for key, w in STACKS.it
 
 SHOWN = [1, 5, 10, 20, 30]
 fig, axes = plt.subplots(5, len(SHOWN), figsize=(13, 10), sharey="row")
-for row, key in zip(axes, ACTS):
-    for ax, layer in zip(row, SHOWN):
+for row, key in zip(axes, ACTS, strict=True):
+    for ax, layer in zip(row, SHOWN, strict=True):
         a = ACTS[key][layer - 1].ravel()
         if key[0] == "tanh":
             ax.hist(a, bins=60, range=(-1, 1), color="C0")
@@ -703,15 +744,25 @@ relu_m2 = {name: np.asarray(relu_second_moments(fn, 16, X_UNIT[:64])) for name, 
 fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.2))
 for i, name in enumerate(TANH):
     ax1.semilogy(depth, tanh_var[name], "o", ms=4, color=f"C{i}", label=f"{name}: measured")
-    ax1.semilogy(depth, predicted(STACKS[("tanh", name)]), "--", color=f"C{i}",
-                 label=f"{name}: Π n·Var(W)")
-ax1.set(ylim=(1e-30, 1e6), xlabel="layer l", ylabel="Var(a[l]) / Var(x)",
-        title="tanh, inputs of std 0.1")
+    ax1.semilogy(
+        depth, predicted(STACKS[("tanh", name)]), "--", color=f"C{i}", label=f"{name}: Π n·Var(W)"
+    )
+ax1.set(
+    ylim=(1e-30, 1e6),
+    xlabel="layer l",
+    ylabel="Var(a[l]) / Var(x)",
+    title="tanh, inputs of std 0.1",
+)
 for i, (name, m2) in enumerate(relu_m2.items()):
     ax2.semilogy(depth, m2.T, color=f"C{i}", lw=0.4, alpha=0.5)
     ax2.semilogy(depth, m2.mean(0), "o", ms=4, color=f"C{i}", label=f"{name}: mean of 16 nets")
-    ax2.semilogy(depth, predicted(STACKS[("ReLU", name)], relu=True), "--", color=f"C{i}",
-                 label=f"{name}: Π n·Var(W)/2")
+    ax2.semilogy(
+        depth,
+        predicted(STACKS[("ReLU", name)], relu=True),
+        "--",
+        color=f"C{i}",
+        label=f"{name}: Π n·Var(W)/2",
+    )
 ax2.set(xlabel="layer l", ylabel="E[a[l]²] / E[x²]", title="ReLU, unit inputs")
 for ax in (ax1, ax2):
     ax.legend(fontsize=7)
@@ -829,9 +880,9 @@ print(f"measured / formula over 30 linear layers: {ratio.min():.2f}–{ratio.max
 assert 0.5 <= ratio.min() and ratio.max() <= 2.0
 assert linear[-1] < 1e-12 and tanh_torch[-1] < 1e-12
 print(f"notebook ran in {time.perf_counter() - T_START:.0f} s")
-'''
+"""
 
-TRAINING_LOOP = r'''
+TRAINING_LOOP = r"""
 # %% [markdown]
 {{BADGE}}
 
@@ -841,7 +892,7 @@ The lecture opens with the common training process: initialize the parameters,
 choose an optimizer, then repeat forward pass, cost, backpropagation and update.  In
 jopt that loop is `jopt.training.fit`.  This notebook runs it on scikit-learn's digits
 (1,797 8×8 images, no download) to reproduce the lecture's first part: batch,
-stochastic and mini-batch gradient descent; the eight optimizers side by side; the
+stochastic and mini-batch gradient descent; every optimizer side by side; the
 first challenge, choosing the learning rate (with a learning-rate range test); and the
 second, rare features that deserve larger updates (Adagrad).  Every claim is checked
 by an `assert`.
@@ -857,10 +908,9 @@ import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
-from sklearn.datasets import load_digits
 
 import jopt
-from jopt import initializers as init
+from jopt.lecture import digits, roster
 from jopt.training import fit, lr_range_test
 
 T_START = time.perf_counter()
@@ -869,43 +919,20 @@ plt.rcParams.update({"figure.dpi": 72, "font.size": 9})
 # %% [markdown]
 ## The task: digits with a small MLP
 
-Pixels scaled to [0, 1]; 1,440 training images (a multiple of 32, so mini-batches
-are never ragged) and 357 test images.  The model is a 64 → 64 → 10 tanh MLP with
-Xavier weights and zero biases, trained on the mean cross-entropy.
+The lecture's running example, `jopt.lecture.digits` (the same code as
+`python -m jopt`): 1,440 training images (a multiple of 32, so mini-batches are never
+ragged) and 357 test images, each pixel standardized with the training set's mean and
+standard deviation.  The model is a 64 → 64 → 10 tanh MLP with Xavier weights and
+zero biases, trained on the mean cross-entropy, `digits.loss(params, (x, y))`.
 
 # %%
-digits = load_digits()
-order = np.random.default_rng(0).permutation(len(digits.target))
-images = (digits.data / 16.0).astype(np.float32)[order]
-labels = digits.target.astype(np.int32)[order]
-TRAIN = {"x": jnp.asarray(images[:1440]), "y": jnp.asarray(labels[:1440])}
-TEST = {"x": jnp.asarray(images[1440:]), "y": jnp.asarray(labels[1440:])}
-
-
-def init_mlp(key, sizes=(64, 64, 10)):
-    keys = jax.random.split(key, len(sizes) - 1)
-    return [
-        {"w": init.xavier_uniform()(k, (n_in, n_out)), "b": init.zeros(k, (n_out,))}
-        for k, n_in, n_out in zip(keys, sizes[:-1], sizes[1:])
-    ]
-
-
-def logits(params, x):
-    for layer in params[:-1]:
-        x = jnp.tanh(x @ layer["w"] + layer["b"])
-    return x @ params[-1]["w"] + params[-1]["b"]
-
-
-def loss_fn(params, batch):
-    log_p = jax.nn.log_softmax(logits(params, batch["x"]))
-    return -jnp.mean(jnp.take_along_axis(log_p, batch["y"][:, None], axis=1))
-
-
-train_loss = jax.jit(lambda params: loss_fn(params, TRAIN))
-test_accuracy = jax.jit(
-    lambda params: jnp.mean(jnp.argmax(logits(params, TEST["x"]), -1) == TEST["y"])
-)
-PARAMS0 = init_mlp(jax.random.key(0))
+split = digits.load(seed=0)
+TRAIN = tuple(jnp.asarray(a) for a in split.train)  # on the device: batches gather there
+TEST = tuple(jnp.asarray(a) for a in split.test)
+loss_fn = digits.loss
+train_loss = jax.jit(lambda params: digits.loss(params, TRAIN))
+test_accuracy = jax.jit(lambda params: digits.accuracy(params, TEST))
+PARAMS0 = digits.init_params(jax.random.key(0))
 print(f"initial training loss {float(train_loss(PARAMS0)):.3f} (ln 10 = {np.log(10):.3f})")
 
 # %% [markdown]
@@ -934,14 +961,25 @@ def run(batch_size, epochs, optimizer, every=1):
         clock["mark"] = time.perf_counter()
 
     clock["mark"] = time.perf_counter()
-    params, _, history = fit(loss_fn, PARAMS0, optimizer, TRAIN, batch_size=batch_size,
-                             epochs=epochs, key=jax.random.key(1), progress=False,
-                             callback=callback)
+    params, _, history = fit(
+        loss_fn,
+        PARAMS0,
+        optimizer,
+        TRAIN,
+        batch_size=batch_size,
+        epochs=epochs,
+        key=jax.random.key(1),
+        progress=False,
+        callback=callback,
+    )
     return params, history, {name: np.asarray(values) for name, values in record.items()}
 
 
-VARIANTS = {"batch GD (1440)": (None, 150, 1), "mini-batch GD (32)": (32, 10, 1),
-            "stochastic GD (1)": (1, 1, 5)}
+VARIANTS = {
+    "batch GD (1440)": (None, 150, 1),
+    "mini-batch GD (32)": (32, 10, 1),
+    "stochastic GD (1)": (1, 1, 5),
+}
 variant_runs = {
     name: run(batch_size, epochs, jopt.sgd(0.1), every)
     for name, (batch_size, epochs, every) in VARIANTS.items()
@@ -982,52 +1020,61 @@ for name, (_, _, rec) in variant_runs.items():
     assert rec["loss"][-1] < 0.3 * np.log(10), name
 
 # %% [markdown]
-## The eight optimizers on one figure
+## Every optimizer on one figure
 
-Mini-batches of 32 for 10 epochs, each optimizer at a common learning rate for its
-kind: η = 0.1 for SGD, 0.01 for Momentum and Nesterov (their step sums about
-1/(1 − γ) = 10 gradients), 0.05 for Adagrad, Adadelta's neutral 1, and 10⁻³ (2·10⁻³
-for Adamax) for the methods that divide by an RMS.
+Mini-batches of 32 for 10 epochs, every optimizer of the registry
+(`jopt.optimizers.ALL`) at its demo learning rate
+(`jopt.optimizers.DEMO_LEARNING_RATES`, the rates of `python -m jopt`), a common
+rate for its kind: η = 0.1 for SGD, 0.01 for Momentum and Nesterov (their step sums
+about 1/(1 − γ) = 10 gradients), 0.01 for Adagrad, Adadelta's neutral 1, and 10⁻³
+(2·10⁻³ for Adamax) for the methods that divide by an RMS.
 
 # %%
-EIGHT = {
-    "SGD": jopt.sgd(0.1),
-    "Momentum": jopt.momentum(0.01),
-    "Nesterov": jopt.nesterov(0.01),
-    "Adagrad": jopt.adagrad(0.05),
-    "Adadelta": jopt.adadelta(),
-    "RMSprop": jopt.rmsprop(1e-3),
-    "Adam": jopt.adam(1e-3),
-    "Adamax": jopt.adamax(2e-3),
-}
-eight = {}
-for name, optimizer in EIGHT.items():
-    _, _, eight[name] = fit(loss_fn, PARAMS0, optimizer, TRAIN, batch_size=32, epochs=10,
-                            key=jax.random.key(2), progress=False,
-                            eval_fn=lambda p: {"test accuracy": test_accuracy(p)})
+runs = {}
+for name, factory in jopt.optimizers.ALL.items():
+    optimizer = factory(jopt.optimizers.DEMO_LEARNING_RATES[name])
+    _, _, runs[name] = fit(
+        loss_fn,
+        PARAMS0,
+        optimizer,
+        TRAIN,
+        batch_size=32,
+        epochs=10,
+        key=jax.random.key(2),
+        progress=False,
+        eval_fn=lambda p: {"test accuracy": test_accuracy(p)},
+    )
 
 fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 3.8))
-for i, (name, history) in enumerate(eight.items()):
-    style = dict(color=plt.get_cmap("tab10")(i), label=name)
-    ax1.plot(np.arange(1, history.epochs + 1), history.epoch_loss, "o-", ms=3, **style)
-    ax2.plot(np.arange(1, history.epochs + 1), history.metrics["test accuracy"], "o-", ms=3,
-             **style)
+for i, (name, history) in enumerate(runs.items()):
+    # Ten colours, then the same ten dashed.
+    style = dict(
+        color=plt.get_cmap("tab10")(i % 10), ls="-" if i < 10 else "--", label=roster.label(name)
+    )
+    epochs = np.arange(1, history.epochs + 1)
+    ax1.plot(epochs, history.epoch_loss, marker="o", ms=3, **style)
+    ax2.plot(epochs, history.metrics["test accuracy"], marker="o", ms=3, **style)
 ax1.set(yscale="log", xlabel="epoch", ylabel="mean mini-batch loss", title="training")
 ax2.set(xlabel="epoch", ylabel="test accuracy", title="held-out digits")
 ax2.legend(ncol=2, fontsize=8)
-print(f"{'optimizer':10} {'final loss':>10} {'test acc':>9} {'wall s':>7} {'compile s':>9}")
-for name, h in eight.items():
-    print(f"{name:10} {h.epoch_loss[-1]:10.4f} {h.metrics['test accuracy'][-1]:9.3f} "
-          f"{h.wall_time:7.2f} {h.compile_time:9.2f}")
+print(
+    f"{'optimizer':10} {'η':>7} {'final loss':>10} {'test acc':>9} {'wall s':>7} {'compile s':>9}"
+)
+for name, h in runs.items():
+    print(
+        f"{roster.label(name):10} {jopt.optimizers.DEMO_LEARNING_RATES[name]:7g} "
+        f"{h.epoch_loss[-1]:10.4f} {h.metrics['test accuracy'][-1]:9.3f} "
+        f"{h.wall_time:7.2f} {h.compile_time:9.2f}"
+    )
 
 # %% [markdown]
-**Figure 2.** The eight optimizers on the same network, data order and initial
-weights.  *Left*, the mean loss of each epoch's mini-batches; *right*, accuracy on
-the 357 held-out digits after each epoch.  With these common settings all of them
-learn the task; the differences are in speed.
+**Figure 2.** Every optimizer on the same network, data order and initial weights.
+*Left*, the mean loss of each epoch's mini-batches; *right*, accuracy on the 357
+held-out digits after each epoch.  With these common settings all of them learn the
+task; the differences are in speed.
 
 # %%
-for name, history in eight.items():
+for name, history in runs.items():
     assert history.metrics["test accuracy"][-1] > 0.85, (name, history.metrics)
     assert history.epoch_loss[-1] < 0.5 * history.epoch_loss[0], name
 
@@ -1040,17 +1087,33 @@ diverge.*  Smith's range test measures where these regimes lie: train once while
 grows geometrically from 10⁻⁴ to 10², and watch the loss.
 
 # %%
-sweep = lr_range_test(loss_fn, PARAMS0, jopt.sgd, TRAIN, min_lr=1e-4, max_lr=1e2,
-                      steps=120, batch_size=32, key=jax.random.key(3))
-print(f"suggested learning rate {sweep.suggested_lr:.3g}; "
-      f"stopped at η = {sweep.learning_rates[-1]:.3g} after {len(sweep.losses)} steps")
+sweep = lr_range_test(
+    loss_fn,
+    PARAMS0,
+    jopt.sgd,
+    TRAIN,
+    min_lr=1e-4,
+    max_lr=1e2,
+    steps=120,
+    batch_size=32,
+    key=jax.random.key(3),
+)
+print(
+    f"suggested learning rate {sweep.suggested_lr:.3g}; "
+    f"stopped at η = {sweep.learning_rates[-1]:.3g} after {len(sweep.losses)} steps"
+)
 
 fig, ax = plt.subplots(figsize=(6.5, 3.6))
 ax.plot(sweep.learning_rates, sweep.losses, color="0.7", lw=0.8, label="loss of each step")
 ax.plot(sweep.learning_rates, sweep.smoothed_losses, label="smoothed")
 ax.axvline(sweep.suggested_lr, color="C2", ls="--", label="suggested η")
-ax.set(xscale="log", yscale="log", xlabel="learning rate η", ylabel="mini-batch loss",
-       title="learning-rate range test (SGD)")
+ax.set(
+    xscale="log",
+    yscale="log",
+    xlabel="learning rate η",
+    ylabel="mini-batch loss",
+    title="learning-rate range test (SGD)",
+)
 ax.legend()
 
 # %% [markdown]
@@ -1062,12 +1125,23 @@ Now three fixed learning rates for 10 epochs: 100× below the suggestion, the
 suggestion, and the η at which the range test diverged.
 
 # %%
-RATES = {"too small": sweep.suggested_lr / 100, "suggested": sweep.suggested_lr,
-         "too large": float(sweep.learning_rates[-1])}
+RATES = {
+    "too small": sweep.suggested_lr / 100,
+    "suggested": sweep.suggested_lr,
+    "too large": float(sweep.learning_rates[-1]),
+}
 rate_runs = {}
 for name, lr in RATES.items():
-    _, _, rate_runs[name] = fit(loss_fn, PARAMS0, jopt.sgd(lr), TRAIN, batch_size=32,
-                                epochs=10, key=jax.random.key(4), progress=False)
+    _, _, rate_runs[name] = fit(
+        loss_fn,
+        PARAMS0,
+        jopt.sgd(lr),
+        TRAIN,
+        batch_size=32,
+        epochs=10,
+        key=jax.random.key(4),
+        progress=False,
+    )
 
 fig, ax = plt.subplots(figsize=(6.5, 3.6))
 for name, history in rate_runs.items():
@@ -1109,8 +1183,9 @@ the η that learns all the weights (mean error < 0.1) soonest.  The runs are one
 # %%
 rng = np.random.default_rng(5)
 N_SPARSE, N_FREQUENT, N_RARE, MINI = 4000, 10, 10, 10
-present = np.concatenate([rng.random((N_SPARSE, N_FREQUENT)) < 0.5,
-                          rng.random((N_SPARSE, N_RARE)) < 0.02], axis=1)
+present = np.concatenate(
+    [rng.random((N_SPARSE, N_FREQUENT)) < 0.5, rng.random((N_SPARSE, N_RARE)) < 0.02], axis=1
+)
 features = present.astype(np.float32)
 w_star = rng.choice([-1.0, 1.0], N_FREQUENT + N_RARE).astype(np.float32)
 targets = features @ w_star + 0.1 * rng.normal(size=N_SPARSE).astype(np.float32)
@@ -1153,9 +1228,12 @@ for name, make in {"SGD": jopt.sgd, "Adagrad": jopt.adagrad}.items():
     errors = np.abs(sparse_paths(make, GRID).astype(np.float64) - w_star)  # (grid, steps, 20)
     mean_steps = [steps_below(e.mean(-1)) or np.inf for e in errors]
     best = int(np.argmin(mean_steps))
-    sparse[name] = dict(lr=GRID[best], frequent=errors[best, :, :N_FREQUENT].mean(-1),
-                        rare=errors[best, :, N_FREQUENT:].mean(-1))
-    print(f"{name}: steps to mean error < 0.1 per η {dict(zip(GRID, mean_steps))}")
+    sparse[name] = dict(
+        lr=GRID[best],
+        frequent=errors[best, :, :N_FREQUENT].mean(-1),
+        rare=errors[best, :, N_FREQUENT:].mean(-1),
+    )
+    print(f"{name}: steps to mean error < 0.1 per η {dict(zip(GRID, mean_steps, strict=True))}")
 
 fig, ax = plt.subplots(figsize=(7, 3.8))
 for i, (name, result) in enumerate(sparse.items()):
@@ -1182,7 +1260,7 @@ print("steps to frequent-weight error < 0.1:", frequent_steps)
 assert rare_steps["Adagrad"] is not None
 assert rare_steps["SGD"] is None or rare_steps["Adagrad"] < rare_steps["SGD"] / 3
 print(f"notebook ran in {time.perf_counter() - T_START:.0f} s")
-'''
+"""
 
 
 NOTEBOOKS: dict[str, str] = {

@@ -9,7 +9,8 @@ problem, by running the optimizer's own ``init``/``update``:
 * **consistent units**: :func:`units_exponent`;
 * **saddle points**: :func:`saddle_escape_steps`.
 
-:func:`lecture_table` runs all three for every optimizer of :data:`SADDLE_RACE`.  All
+:func:`lecture_table` runs all three for any optimizers of the registry,
+:data:`jopt.optimizers.ALL`, each at :data:`SADDLE_LR` (:func:`race_optimizer`).  All
 arithmetic is float32 whatever ``jax_enable_x64`` says, so the table reads the same in
 a script and under the test suite.
 """
@@ -19,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
-from collections.abc import Callable, Mapping
 
 import jax
 import jax.numpy as jnp
@@ -27,6 +27,7 @@ import numpy as np
 
 from jopt import optimizers
 from jopt._core import GradientTransformation, apply_updates
+from jopt.lecture import roster
 
 DTYPE = jnp.float32
 
@@ -42,18 +43,11 @@ grows) take 1263 steps against SGD's 698, and from η ≈ 0.2 SGD (42) catches u
 Adadelta (37, whatever η).  The ordering of the lecture's table holds in between.
 """
 
-SADDLE_RACE: Mapping[str, Callable[[], GradientTransformation]] = {
-    "sgd": lambda: optimizers.sgd(SADDLE_LR),
-    "momentum": lambda: optimizers.momentum(SADDLE_LR),
-    "nesterov": lambda: optimizers.nesterov(SADDLE_LR),
-    "adagrad": lambda: optimizers.adagrad(SADDLE_LR),
-    "adadelta": lambda: optimizers.adadelta(),
-    "rmsprop": lambda: optimizers.rmsprop(SADDLE_LR),
-    "adam": lambda: optimizers.adam(SADDLE_LR),
-    "adamax": lambda: optimizers.adamax(SADDLE_LR),
-    "adamw": lambda: optimizers.adamw(SADDLE_LR),
-}
-"""The optimizers of the table with the hyperparameters its measurements use."""
+
+def race_optimizer(name: str) -> GradientTransformation:
+    """The registry's optimizer ``name`` with the hyperparameters the table measures:
+    :data:`SADDLE_LR` and its defaults (see :func:`jopt.lecture.roster.build`)."""
+    return roster.build(name, learning_rate=SADDLE_LR)
 
 
 # --- adaptive learning rate ----------------------------------------------------------
@@ -61,7 +55,7 @@ SADDLE_RACE: Mapping[str, Callable[[], GradientTransformation]] = {
 GRADIENT_SCALES = (1.0, 100.0)
 
 
-def effective_lr_ratio(optimizer: GradientTransformation, steps: int = 3) -> float:
+def effective_lr_ratio(optimizer: GradientTransformation, *, steps: int = 3) -> float:
     """How differently the optimizer treats two parameters whose gradients differ in scale.
 
     Two parameters see constant gradients ``g = (1, 100)`` (the loss ``θ₁ + 100·θ₂``)
@@ -145,7 +139,7 @@ def units_exponents(optimizer: GradientTransformation, *, seed: int = 0) -> tupl
         for k in UNIT_SCALES:
             scaled = list(leaves)
             expected = list(new_leaves)
-            for i, a in zip(floating, exponents):
+            for i, a in zip(floating, exponents, strict=True):
                 scaled[i] = (leaves[i] * k**a).astype(leaves[i].dtype)
                 expected[i] = new_leaves[i] * k**a
             step_k, state_k = optimizer.update(
@@ -154,7 +148,9 @@ def units_exponents(optimizer: GradientTransformation, *, seed: int = 0) -> tupl
                 (params * k).astype(DTYPE),
             )
             state_k = [np.asarray(leaf, np.float64) for leaf in jax.tree.leaves(state_k)]
-            if not all(np.allclose(s, e, rtol=1e-3, atol=0) for s, e in zip(state_k, expected)):
+            if not all(
+                np.allclose(s, e, rtol=1e-3, atol=0) for s, e in zip(state_k, expected, strict=True)
+            ):
                 break
             ratio = np.asarray(step_k, np.float64) / step
             if not (np.all(ratio > 0) and np.allclose(ratio, ratio[0], rtol=1e-3)):
@@ -179,8 +175,8 @@ SADDLE_MAX_STEPS = 20_000
 
 def saddle_escape_steps(
     optimizer: GradientTransformation,
-    starts: tuple[float, ...] = SADDLE_STARTS,
     *,
+    starts: tuple[float, ...] = SADDLE_STARTS,
     max_steps: int = SADDLE_MAX_STEPS,
 ) -> tuple[int, ...]:
     """Steps to leave the saddle of ``f(x, y) = x² − y²`` from ``(1, y₀)``, per ``y₀``.
@@ -242,17 +238,27 @@ class Row:
 
 
 def lecture_table(methods: tuple[str, ...] | None = None) -> list[Row]:
-    """Measure every column of the lecture's table for `methods` (default: all of
-    :data:`SADDLE_RACE`, in its order)."""
-    names = tuple(SADDLE_RACE) if methods is None else tuple(methods)
-    unknown = [name for name in names if name not in SADDLE_RACE]
+    """Measure every column of the lecture's table for `methods`.
+
+    Args:
+        methods: registry names (keys of :data:`jopt.optimizers.ALL`); default: all of
+            them, in registry order.  Each runs as :func:`race_optimizer` builds it.
+
+    Returns:
+        One :class:`Row` per method, in the order given.
+
+    Raises:
+        ValueError: a name that is not in the registry.
+    """
+    names = tuple(optimizers.ALL) if methods is None else tuple(methods)
+    unknown = [name for name in names if name not in optimizers.ALL]
     if unknown:
-        raise ValueError(f"methods: unknown {unknown}, choose from {sorted(SADDLE_RACE)}")
+        raise ValueError(f"methods: unknown {unknown}, choose from {list(optimizers.ALL)}")
     rows = []
     for name in names:
-        ratio = effective_lr_ratio(SADDLE_RACE[name]())
-        exponents = units_exponents(SADDLE_RACE[name]())
-        escape = saddle_escape_steps(SADDLE_RACE[name]())
+        ratio = effective_lr_ratio(race_optimizer(name))
+        exponents = units_exponents(race_optimizer(name))
+        escape = saddle_escape_steps(race_optimizer(name))
         rows.append(
             Row(
                 method=name,

@@ -1,0 +1,26 @@
+"""The lecture's demos: the digits MLP, the measured summary table, ``python -m jopt``.
+
+The lecture tours gradient descent (batch, stochastic, mini-batch; Momentum,
+Nesterov, Adagrad, Adadelta, RMSprop, Adam, Adamax) and the initialization of deep
+networks.  This package holds the code its demos share, so that the command line,
+the notebooks in ``notebooks/`` and ``examples/`` run one definition of each:
+
+* :mod:`jopt.lecture.digits`: the running example, a 64-64-10 tanh MLP on
+  scikit-learn's digits (data split, initialization, forward pass, loss, evaluation);
+* :mod:`jopt.lecture.table`: the lecture's summary table (adaptive learning rate,
+  consistent units, saddle points), measured for any optimizer of the registry;
+* :mod:`jopt.lecture.roster`: which optimizers the lecture covers and how its
+  figures name them; every one comes from :data:`jopt.optimizers.ALL`;
+* :mod:`jopt.lecture.cli`: ``python -m jopt``, every optimizer trained on the digits
+  and the table measured.
+
+``import jopt`` does not import this package.  Its optional dependencies
+(scikit-learn, matplotlib, tqdm) are jopt's ``examples`` extra, imported only where
+needed: ``pip install "jopt[examples]"``.
+"""
+
+from jopt.lecture import digits, roster, table
+from jopt.lecture._extras import MissingExtra
+from jopt.lecture.roster import LECTURE_OPTIMIZERS
+
+__all__ = ["LECTURE_OPTIMIZERS", "MissingExtra", "digits", "roster", "table"]

@@ -1,0 +1,44 @@
+"""The training process as a library: batches, a compiled step, a loop.
+
+The common training process is (1) initialize the parameters, (2) choose an optimizer,
+(3) repeat: forward, cost, gradients by backpropagation, update.  Here that is::
+
+    params, opt_state, history = fit(loss_fn, params, optimizer, data, batch_size=32,
+                                     key=jax.random.key(0))
+
+with ``loss_fn(params, batch) -> scalar`` and ``optimizer`` any
+:class:`~jopt.GradientTransformation` (jopt's or optax's).  The three flavours of
+gradient descent differ only in the data each gradient is taken on, ``batch_size``:
+
+* ``None``: batch gradient descent, ``θ ← θ − η·∇θ J(θ; X⁽¹:ᴺ⁾)``;
+* ``1``: stochastic gradient descent, ``θ ← θ − η·∇θ J(θ; X⁽ⁱ⁾)``;
+* ``n``: mini-batch gradient descent, ``θ ← θ − η·∇θ J(θ; X⁽ⁱ:ⁱ⁺ⁿ⁾)``.
+
+A PRNG ``key`` is needed only to shuffle mini-batches.  :func:`lr_range_test`
+measures a learning rate that is neither painfully slow nor divergent, instead of
+guessing it.
+
+Everything is pure JAX apart from the Python loop in :func:`fit`: one jitted step per
+batch shape, compiled once, with the parameters and optimizer state it trains (its
+own copies) donated so that an update needs no second copy of them.
+
+The modules: ``_batches`` (:func:`batches` and the dataset checks), ``_step``
+(:func:`make_step` and the per-step runner of the loop), ``_fit`` (the loop),
+``_history`` (what the loop records), ``_ui`` (progress display and Ctrl-C) and
+``_range_test`` (:func:`lr_range_test`).
+"""
+
+from jopt.training._batches import batches
+from jopt.training._fit import fit
+from jopt.training._history import History
+from jopt.training._range_test import LRRangeTest, lr_range_test
+from jopt.training._step import make_step
+
+__all__ = [
+    "History",
+    "LRRangeTest",
+    "batches",
+    "fit",
+    "lr_range_test",
+    "make_step",
+]
