@@ -243,6 +243,56 @@ class Function(Spec):
 
 
 @dataclasses.dataclass(frozen=True)
+class Transformation(Spec):
+    """A gradient transformation: anything with callable ``init`` and ``update``."""
+
+    def describe(self) -> str:
+        return "a GradientTransformation (callable init and update)"
+
+    def __call__(self, name: str, value: Any) -> Any:
+        if not (
+            callable(getattr(value, "init", None)) and callable(getattr(value, "update", None))
+        ):
+            raise TypeError(f"{name} must be {self.describe()}, got {_show(value)}")
+        return value
+
+
+@dataclasses.dataclass(frozen=True)
+class Key(Spec):
+    """A JAX PRNG key: new-style (``jax.random.key``) or raw ``uint32[2]``; or ``None``."""
+
+    optional: bool = True
+
+    def describe(self) -> str:
+        return "a JAX PRNG key (jax.random.key(seed))" + (" or None" if self.optional else "")
+
+    def __call__(self, name: str, value: Any) -> Any:
+        if value is None and self.optional:
+            return None
+        dtype = getattr(value, "dtype", None)
+        is_key = dtype is not None and (
+            jnp.issubdtype(dtype, jax.dtypes.prng_key)
+            or (np.dtype(dtype) == np.uint32 and np.shape(value)[-1:] == (2,))
+        )
+        if not is_key:
+            raise TypeError(f"{name} must be {self.describe()}, got {_show(value)}")
+        return value
+
+
+@dataclasses.dataclass(frozen=True)
+class StepsPerCall(Spec):
+    """An integer >= 1, or ``"epoch"``."""
+
+    def describe(self) -> str:
+        return "an integer >= 1 or 'epoch'"
+
+    def __call__(self, name: str, value: Any) -> Any:
+        if isinstance(value, str):
+            return Choice(("epoch",))(name, value)
+        return Integer(low=1)(name, value)
+
+
+@dataclasses.dataclass(frozen=True)
 class Items(Spec):
     """A tuple or list of fixed length whose entries follow ``items`` (named ``name[i]``).
 
@@ -439,6 +489,10 @@ VOCABULARY: Mapping[str, Spec] = MappingProxyType(
         "shuffle": _FLAG,
         "drop_last": _FLAG,
         "progress": _FLAG,
+        "key": Key(),
+        "optimizer": Transformation(),
+        "inner": Transformation(),
+        "steps_per_call": StepsPerCall(),
         "loss_fn": Function(),
         "eval_fn": Function(optional=True),
         "callback": Function(optional=True),

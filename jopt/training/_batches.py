@@ -61,12 +61,7 @@ def check_key(key: Any, *, needed: bool) -> None:
                 "(batch_size=None, full batches, needs no key)"
             )
         return
-    dtype = getattr(key, "dtype", None)
-    if dtype is None or not (
-        jnp.issubdtype(dtype, jax.dtypes.prng_key)
-        or (np.dtype(dtype) == np.uint32 and np.shape(key)[-1:] == (2,))
-    ):
-        raise TypeError(f"key must be a JAX PRNG key (jax.random.key(seed)), got {key!r}")
+    checked("key", key)
 
 
 def as_arrays(data: PyTree, *, device: bool) -> PyTree:

@@ -15,9 +15,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jopt import _core
 from jopt._core import GradientTransformation, apply_updates
-from jopt._validation import check, checked
+from jopt._validation import Transformation, check, checked
 
 PyTree = Any
 LossFn = Callable[[PyTree, PyTree], Any]
@@ -25,7 +24,7 @@ LossFn = Callable[[PyTree, PyTree], Any]
 
 def check_optimizer(optimizer: Any, name: str = "optimizer") -> None:
     """A TypeError naming ``name`` unless ``optimizer`` has callable init and update."""
-    _core._as_transformation(optimizer, name)
+    Transformation()(name, optimizer)
 
 
 def train_step(loss_fn, optimizer, has_aux, params, opt_state, batch):
