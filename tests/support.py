@@ -148,6 +148,31 @@ def assert_trajectories_close(actual, expected, rtol, atol=0.0):
             )
 
 
+def run_side_by_side(transforms, params, steps: int, *, jit: bool = False, seed: int = 1):
+    """Each transformation in closed loop on a noisy quadratic over ``params``.
+
+    The gradient at step t is ``p − target + noiseₜ``, leaf by leaf, the same noise for
+    every run; jopt's and optax's transformations alike.  Returns, per run, the list of
+    (updates, params, state) after each step.
+    """
+    rng = np.random.default_rng(seed)
+    target = jax.tree.map(lambda p: rng.normal(size=np.shape(p)), params)
+    noise_list = [
+        jax.tree.map(lambda p: 0.3 * rng.normal(size=np.shape(p)), params) for _ in range(steps)
+    ]
+    runs = []
+    for tx in transforms:
+        update = jax.jit(tx.update) if jit else tx.update
+        p, state, history = jax.tree.map(jnp.asarray, params), tx.init(params), []
+        for noise in noise_list:
+            grads = jax.tree.map(lambda q, c, n: q - c + n, p, target, noise)
+            updates, state = update(grads, state, p)
+            p = jopt.apply_updates(p, updates)
+            history.append((updates, p, state))
+        runs.append(history)
+    return runs
+
+
 # --- bit-for-bit comparison ------------------------------------------------------------------
 
 

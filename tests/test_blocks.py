@@ -25,7 +25,7 @@ import numpy as np
 import optax
 import pytest
 from references import stored
-from support import is_none, make_nested_tree
+from support import is_none, make_nested_tree, run_side_by_side
 
 import jopt
 
@@ -190,29 +190,6 @@ def _make(library, name, args, kwargs):
     return getattr(library, name)(*args, **kwargs)
 
 
-def _run_side_by_side(transforms, params, steps=STEPS, seed=1):
-    """Each transformation in closed loop on a noisy quadratic over ``params``, eagerly.
-
-    The gradient at step t is ``p − target + noiseₜ``; the same noise for every run.
-    Returns, per run, the list of (updates, params, state) after each step.
-    """
-    rng = np.random.default_rng(seed)
-    target = jax.tree.map(lambda p: rng.normal(size=np.shape(p)), params)
-    noises = [
-        jax.tree.map(lambda p: 0.3 * rng.normal(size=np.shape(p)), params) for _ in range(steps)
-    ]
-    runs = []
-    for tx in transforms:
-        p, state, history = jax.tree.map(jnp.asarray, params), tx.init(params), []
-        for noise in noises:
-            grads = jax.tree.map(lambda q, c, n: q - c + n, p, target, noise)
-            updates, state = tx.update(grads, state, p)
-            p = optax.apply_updates(p, updates)
-            history.append((updates, p, state))
-        runs.append(history)
-    return runs
-
-
 def _assert_trees_close(a, b, rtol=1e-12, atol=1e-14, what=""):
     leaves_a, leaves_b = jax.tree.leaves(a), jax.tree.leaves(b)
     assert len(leaves_a) == len(leaves_b), what
@@ -227,8 +204,8 @@ def _assert_trees_close(a, b, rtol=1e-12, atol=1e-14, what=""):
 @pytest.mark.parametrize("name, args, kwargs", CASES, ids=[_case_id(c) for c in CASES])
 def test_block_computes_what_optax_computes(name, args, kwargs, rng):
     params = make_nested_tree(rng)
-    ours, theirs = _run_side_by_side(
-        [_make(jopt, name, args, kwargs), _make(optax, name, args, kwargs)], params
+    ours, theirs = run_side_by_side(
+        [_make(jopt, name, args, kwargs), _make(optax, name, args, kwargs)], params, STEPS
     )
     moved = False
     rtol = _tolerance(name, kwargs)
@@ -246,8 +223,8 @@ def test_block_computes_what_optax_computes(name, args, kwargs, rng):
 def test_side_by_side_comparison_can_fail(rng):
     # A changed ε is noticed.
     params = make_nested_tree(rng)
-    ours, theirs = _run_side_by_side(
-        [jopt.scale_by_adam(0.8, eps=1e-6), optax.scale_by_adam(0.8, eps=1e-5)], params
+    ours, theirs = run_side_by_side(
+        [jopt.scale_by_adam(0.8, eps=1e-6), optax.scale_by_adam(0.8, eps=1e-5)], params, STEPS
     )
     with pytest.raises(AssertionError):
         _assert_trees_close(ours[-1][0], theirs[-1][0])
@@ -275,8 +252,8 @@ def test_the_wrapper_cases_cover_every_wrapper_shared_with_optax():
 def test_wrapper_computes_what_optax_computes(name, rng):
     # The same optax transformations inside: only the wrappers differ.
     params = make_nested_tree(rng)
-    ours, theirs = _run_side_by_side(
-        [WRAPPER_CASES[name](jopt), WRAPPER_CASES[name](optax)], params
+    ours, theirs = run_side_by_side(
+        [WRAPPER_CASES[name](jopt), WRAPPER_CASES[name](optax)], params, STEPS
     )
     for t, ((u1, p1, _), (u2, p2, _)) in enumerate(zip(ours, theirs, strict=True), start=1):
         _assert_trees_close(u1, u2, what=f"updates, step {t}")
