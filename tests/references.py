@@ -532,7 +532,6 @@ PROPERTY_RANGES: Mapping[str, tuple[float, float]] = MappingProxyType(
         "eps_root": (0.0, 1e-2),
         "weight_decay": (0.0, 0.1),
         "initial_accumulator_value": (0.0, 1.0),
-        "momentum": (0.1, 0.99),  # Nesterov needs momentum > 0
     }
 )
 

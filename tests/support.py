@@ -227,13 +227,14 @@ CHECKPOINT_Y = _DATA.normal(size=(8, 5, 3)).astype(np.float32)
 
 
 def checkpoint_params(name: str):
-    """A small tanh layer, with an integer leaf and a ``None`` leaf along for the ride."""
+    """A small tanh layer, with integer, boolean and ``None`` leaves along for the ride."""
     rng = np.random.default_rng(7)
     dtype = jnp.bfloat16 if "bf16" in name else jnp.float32
     return {
         "w": jnp.asarray(rng.normal(size=(4, 3)) / 2, dtype),
         "b": jnp.zeros(3, dtype),
         "count": jnp.asarray(5, jnp.int32),
+        "mask": jnp.asarray([True, False]),
         "none": None,
     }
 
@@ -284,15 +285,39 @@ def restore(path: Path, optimizer, params):
         return checkpointer.restore(path, target)
 
 
+def abstract_checkpoint(names) -> dict:
+    """``{name: {"params", "opt_state"}}`` as shapes and dtypes, for orbax to restore."""
+    targets = {}
+    for name in names:
+        optimizer, params = CHECKPOINT_OPTIMIZERS[name](), checkpoint_params(name)
+        targets[name] = jax.eval_shape(
+            lambda o=optimizer, p=params: {"params": p, "opt_state": o.init(p)}
+        )
+    return targets
+
+
 def resume_all(directory: Path) -> None:
-    """In a fresh process: restore every optimizer at step 50 and train to step 100."""
+    """In a fresh process: restore every optimizer at step 50 and train to step 100.
+
+    ``directory / "step50"`` is one orbax checkpoint of ``{name: {"params",
+    "opt_state"}}``; each result is written to ``directory / name / "step100.msgpack"``.
+    """
+    import orbax.checkpoint as ocp
     from flax import serialization
 
+    with ocp.StandardCheckpointer() as checkpointer:
+        restored = checkpointer.restore(
+            directory / "step50", abstract_checkpoint(CHECKPOINT_OPTIMIZERS)
+        )
     for name, factory in CHECKPOINT_OPTIMIZERS.items():
         optimizer = factory()
-        restored = restore(directory / name / "step50", optimizer, checkpoint_params(name))
         params, state = train(
-            checkpoint_step(name, optimizer), restored["params"], restored["opt_state"], 50, 50
+            checkpoint_step(name, optimizer),
+            restored[name]["params"],
+            restored[name]["opt_state"],
+            50,
+            50,
         )
         blob = serialization.to_bytes({"params": params, "opt_state": state})
+        (directory / name).mkdir(parents=True, exist_ok=True)
         (directory / name / "step100.msgpack").write_bytes(blob)
