@@ -249,12 +249,13 @@ def test_parameters_keep_their_dtype(name, dtype, rng):
 
 
 def _odd_params(rng):
+    # The float shapes are small_tree's: eager dispatch compiles per shape and dtype.
     return {
-        "w": rng.normal(size=3),
+        "w": rng.normal(size=(3, 2)),
         "none": None,
         "step": jnp.full(5, 7, jnp.int32),
         "mask": jnp.asarray([True, False]),
-        "nested": [None, jnp.asarray(rng.normal(size=(2, 2)), jnp.float32)],
+        "nested": [None, jnp.asarray(rng.normal(), jnp.float32)],
     }
 
 
@@ -285,7 +286,7 @@ def _check_odd_step(name, kwargs, optimizer, params, step):
             if any(k in key for k in ("['step']", "['mask']", "['none']", "['nested'][0]")):
                 assert leaf is None, key
             else:
-                assert leaf is not None and np.shape(leaf) in {(), (3,), (2, 2)}, key
+                assert leaf is not None and np.shape(leaf) in {(), (3, 2)}, key
     # The float64 leaf took exactly the reference's first step.
     init, ref_step = REFERENCES[name].rule(**kwargs)
     w = params["w"]

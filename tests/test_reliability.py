@@ -259,7 +259,10 @@ def test_skipped_steps_are_as_if_never_seen(name, rng):
     by op, the reference is the bare optimizer itself.
     """
     params = {
-        "dense": {"w": np.asarray(rng.normal(size=(3, 4)), np.float32), "b": np.zeros(4, np.float32)},
+        "dense": {
+            "w": np.asarray(rng.normal(size=(3, 4)), np.float32),
+            "b": np.zeros(4, np.float32),
+        },
         "stack": [np.asarray(rng.normal(size=(2,)), np.float32)],
     }
     grads = _clean_grads(rng, params)
