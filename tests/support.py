@@ -18,7 +18,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from references import REFERENCES, Reference
+from references import REFERENCES
 
 import jopt
 
@@ -89,8 +89,13 @@ def loss_value(params, noise):
     return total
 
 
-def reference_of(name: str) -> Reference:
-    return REFERENCES[name]
+def extra_args(name: str, value: Any = 1.0) -> dict[str, Any]:
+    """The extra keyword arguments ``update`` needs for registry entry ``name``.
+
+    ``{"value": value}`` (the loss) for an optimizer that needs it, else nothing; for
+    the tests whose loss does not matter (dtypes, trees, structure), any number does.
+    """
+    return {"value": jnp.asarray(value)} if REFERENCES[name].needs_value else {}
 
 
 def run_reference(name: str, kwargs: Mapping[str, Any], params, noise_list, dtype=np.float64):

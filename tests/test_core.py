@@ -14,6 +14,7 @@ import numpy as np
 import optax
 import pytest
 from references import REFERENCES
+from support import extra_args
 
 import jopt
 
@@ -78,10 +79,10 @@ def test_unknown_keyword_arguments_are_ignored(name, rng):
     kwargs = REFERENCES[name].main
     optimizer = getattr(jopt, name)(**kwargs)
     state = optimizer.init(params)
-    extra = {"value": 1.0, "grad": grads, "whatever": "x"}
+    extra = {"value": 1.0, "grad": grads, "whatever": "x", **extra_args(name)}
     updates, _ = optimizer.update(grads, state, params, **extra)
     init, step = REFERENCES[name].rule(**kwargs)
-    expected, _ = step(params, grads, init(params), 1)
+    expected, _ = step(params, grads, init(params), 1, **extra_args(name))
     np.testing.assert_allclose(params + updates, expected, rtol=1e-12)
 
 

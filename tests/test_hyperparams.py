@@ -22,6 +22,7 @@ import numpy as np
 import optax
 import pytest
 from references import REFERENCES
+from support import extra_args
 
 import jopt
 from jopt import schedules
@@ -30,7 +31,7 @@ from jopt._validation import VOCABULARY, DType
 STEPS = 12
 
 
-def _noisy_quadratic_run(optimizer, params, steps=STEPS, seed=3, jit=True):
+def _noisy_quadratic_run(optimizer, params, steps=STEPS, seed=3, jit=True, extra=None):
     """Closed loop on ``½‖θ − target‖² + noise``; returns the params after every step."""
     rng = np.random.default_rng(seed)
     leaves, treedef = jax.tree.flatten(params)
@@ -42,7 +43,7 @@ def _noisy_quadratic_run(optimizer, params, steps=STEPS, seed=3, jit=True):
 
     def step(params, state, noise):
         grads = jax.tree.map(lambda p, t, n: p - t + 0.3 * n, params, target, noise)
-        updates, state = optimizer.update(grads, state, params)
+        updates, state = optimizer.update(grads, state, params, **(extra or {}))
         return jopt.apply_updates(params, updates), state
 
     step = jax.jit(step) if jit else step
@@ -81,9 +82,11 @@ def test_injected_optimizer_follows_the_plain_trajectory(name, factory, kwargs, 
     # plain optimizers are proven against their references in test_registry.py; they
     # run eagerly here, the injected one (hyperparameters traced) under jit.
     params = {"w": rng.normal(size=(3, 2)), "b": np.asarray(rng.normal())}
-    plain_path, plain_state = _noisy_quadratic_run(factory(**kwargs), params, jit=False)
+    extra = extra_args(name) if name in REFERENCES else {}
+    plain = factory(**kwargs)
+    plain_path, plain_state = _noisy_quadratic_run(plain, params, jit=False, extra=extra)
     injected = jopt.inject_hyperparams(factory)(**kwargs)
-    injected_path, injected_state = _noisy_quadratic_run(injected, params)
+    injected_path, injected_state = _noisy_quadratic_run(injected, params, extra=extra)
     for t, (a, b) in enumerate(zip(injected_path, plain_path, strict=True)):
         for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
             np.testing.assert_allclose(x, y, rtol=1e-13, atol=1e-15, err_msg=f"step {t + 1}")
@@ -415,8 +418,8 @@ def test_dtype_arguments_stay_static(name, argument, form):
     ]
     assert jnp.dtype(form) in {x.dtype for x in jax.tree.leaves(state.inner_state)}
     grads = {"w": jnp.asarray([0.3, -0.1, 0.2])}
-    ours, _ = injected.update(grads, state, params)
-    theirs, _ = plain.update(grads, plain_state, params)
+    ours, _ = injected.update(grads, state, params, **extra_args(name))
+    theirs, _ = plain.update(grads, plain_state, params, **extra_args(name))
     # float32 arrays for b1, b2 against Python floats: 1 − β₂ differs by 1e-5 relative.
     np.testing.assert_allclose(ours["w"], theirs["w"], rtol=1e-4)
 

@@ -23,9 +23,10 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from references import PROPERTY_RANGES, REFERENCES
+from support import extra_args
 
 import jopt
-from jopt._validation import VOCABULARY, DType, Flag, Integer, Real
+from jopt._validation import VOCABULARY, Choice, DType, Flag, Integer, Real
 
 EXAMPLES = 4
 
@@ -133,6 +134,8 @@ def _strategy(name: str, default):
     if isinstance(spec, Integer):
         low = spec.low if spec.low is not None else 0
         return st.integers(low, low + 5)
+    if isinstance(spec, Choice):
+        return st.sampled_from(spec.options)
     raise AssertionError(f"no strategy for {name}: add a range to PROPERTY_RANGES")
 
 
@@ -198,7 +201,7 @@ def test_update_preserves_structure_dtypes_and_finiteness(name):
         for _ in range(STEPS):
             # Gradients up to a few times 10: squares stay far inside float16's range.
             grads = _grads_like(params, rng, scale=10.0)
-            updates, state = optimizer.update(grads, state, params)
+            updates, state = optimizer.update(grads, state, params, **extra_args(name))
             assert _structure(updates) == _structure(grads)
             assert _dtypes(updates) == _dtypes(grads)
             assert _structure(state) == state_structure
@@ -236,7 +239,7 @@ def test_zero_gradient_leaves_undecayed_params_unchanged(name):
         new_params = params
         for _ in range(STEPS):
             zeros = _grads_like(params, rng, 1.0, zero=True)
-            updates, state = optimizer.update(zeros, state, new_params)
+            updates, state = optimizer.update(zeros, state, new_params, **extra_args(name))
             new_params = jopt.apply_updates(new_params, updates)
         for old, new in zip(jax.tree.leaves(params), jax.tree.leaves(new_params), strict=True):
             assert new.dtype == old.dtype

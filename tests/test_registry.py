@@ -34,6 +34,7 @@ from references import REFERENCES, all_configs, config_id, main_configs
 from support import (
     assert_trajectories_close,
     complex_noises,
+    extra_args,
     make_step,
     noises,
     run_jopt,
@@ -268,7 +269,7 @@ def _check_odd_step(name, kwargs, optimizer, params, step):
     state = optimizer.init(params)
     grads = jax.grad(_odd_loss, allow_int=True)(params)  # float0 for the integer leaves
     assert grads["step"].dtype == jax.dtypes.float0
-    updates, new_state = step(grads, state, params)
+    updates, new_state = step(grads, state, params, **extra_args(name))
     assert updates["none"] is None and updates["nested"][0] is None
     new_params = jopt.apply_updates(params, updates)
     assert new_params["none"] is None and new_params["nested"][0] is None
@@ -290,7 +291,7 @@ def _check_odd_step(name, kwargs, optimizer, params, step):
     # The float64 leaf took exactly the reference's first step.
     init, ref_step = REFERENCES[name].rule(**kwargs)
     w = params["w"]
-    expected, _ = ref_step(w, w, init(w), 1)
+    expected, _ = ref_step(w, w, init(w), 1, **extra_args(name))
     np.testing.assert_allclose(new_params["w"], expected, rtol=1e-10, err_msg=str(kwargs))
     return new_params
 
@@ -358,7 +359,7 @@ def test_zero_gradient_leaves_parameters_unchanged(name, rng):
         optimizer = _build(name, kwargs)
         state = optimizer.init(params)
         for _ in range(3):
-            updates, state = optimizer.update(zeros, state, params)
+            updates, state = optimizer.update(zeros, state, params, **extra_args(name))
             new_params = jopt.apply_updates(params, updates)
             if reference.still_without_gradient:
                 for new, old in zip(
@@ -381,17 +382,18 @@ def test_trees_that_disagree_raise_naming_the_path(name):
     grads = _tree()
     state = optimizer.init(grads)
     # Params of another shape, at trace time (jax.eval_shape only traces).
+    extra = extra_args(name)
     with pytest.raises(ValueError) as raised:
-        jax.eval_shape(optimizer.update, grads, state, _tree((4, 3)))
+        jax.eval_shape(lambda *a: optimizer.update(*a, **extra), grads, state, _tree((4, 3)))
     message = str(raised.value)
     assert message.startswith("updates['dense']['w']: shape (3, 4) vs "), message
     assert message.endswith(" (4, 3)"), message
     # A state built for other shapes.
     with pytest.raises(ValueError, match=r"\['dense'\]\['w'\]"):
-        optimizer.update(grads, optimizer.init(_tree((4, 3))), grads)
+        optimizer.update(grads, optimizer.init(_tree((4, 3))), grads, **extra)
     # A leaf missing from the updates.
     partial = {"dense": {"w": grads["dense"]["w"]}, "scale": grads["scale"]}
     with pytest.raises(ValueError, match=r"\['dense'\]\['b'\]"):
-        optimizer.update(partial, state, grads)
+        optimizer.update(partial, state, grads, **extra)
     with pytest.raises(ValueError, match=r"\['dense'\]\['w'\]"):
         jopt.apply_updates(_tree((4, 3)), grads)

@@ -16,7 +16,7 @@ import numpy as np
 import optax
 import pytest
 from references import REFERENCES
-from support import INT32_MAX, assert_trees_bitwise_equal
+from support import INT32_MAX, assert_trees_bitwise_equal, extra_args
 
 import jopt
 
@@ -231,16 +231,16 @@ def _poison(grads, value, rng):
     return treedef.unflatten(leaves)
 
 
-def _step(optimizer, jit=True):
+def _step(optimizer, jit=True, extra=None):
     def step(params, state, g):
-        updates, state = optimizer.update(g, state, params)
+        updates, state = optimizer.update(g, state, params, **(extra or {}))
         return jopt.apply_updates(params, updates), state
 
     return jax.jit(step) if jit else step
 
 
-def _run(optimizer, params, grads, jit=True, step=None):
-    step = step or _step(optimizer, jit)
+def _run(optimizer, params, grads, jit=True, step=None, extra=None):
+    step = step or _step(optimizer, jit, extra)
     state = optimizer.init(params)
     history = []
     for g in grads:
@@ -269,7 +269,8 @@ def test_skipped_steps_are_as_if_never_seen(name, rng):
     poisoned = [_poison(g, BAD_STEPS[t], rng) if t in BAD_STEPS else g for t, g in enumerate(grads)]
     clean = [g for t, g in enumerate(grads) if t not in BAD_STEPS]
     optimizer = jopt.skip_nonfinite(OPTIMIZERS[name]())
-    step = _step(optimizer)  # one compiled program for both runs
+    extra = extra_args(name) if name in REFERENCES else {}
+    step = _step(optimizer, extra=extra)  # one compiled program for both runs
     wrapped = _run(optimizer, params, poisoned, step=step)
     reference = _run(optimizer, params, clean, step=step)
 
@@ -285,12 +286,15 @@ def test_skipped_steps_are_as_if_never_seen(name, rng):
         assert_trees_bitwise_equal(wrapped[t][0], jax.tree.map(jnp.asarray, before))
 
     # Eagerly, against the bare optimizer (first 7 steps: three of them poisoned).
-    eager = _run(jopt.skip_nonfinite(OPTIMIZERS[name]()), params, poisoned[:7], jit=False)
+    eager = _run(
+        jopt.skip_nonfinite(OPTIMIZERS[name]()), params, poisoned[:7], jit=False, extra=extra
+    )
     bare = _run(
         OPTIMIZERS[name](),
         params,
         [g for t, g in enumerate(grads[:7]) if t not in BAD_STEPS],
         jit=False,
+        extra=extra,
     )
     assert_trees_bitwise_equal(eager[-1][0], bare[-1][0])
     assert_trees_bitwise_equal(eager[-1][1].inner_state, bare[-1][1])

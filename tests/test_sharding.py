@@ -30,6 +30,7 @@ import pytest
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 from references import REFERENCES
+from support import extra_args
 
 import jopt
 from jopt.sharding import state_shardings, zero_shardings
@@ -125,6 +126,7 @@ def _make_keep_shardings_check(name: str):
         replicated = NamedSharding(mesh, P())
         params = _mixed_params(mesh, rng)
         optimizer = OPTIMIZERS[name]()
+        extra = extra_args(name) if name in REFERENCES else {}
 
         # Eagerly: each state leaf has exactly its parameter's sharding.
         state = optimizer.init(params)
@@ -149,7 +151,7 @@ def _make_keep_shardings_check(name: str):
 
         def update(grads, state, params):
             traces.append(1)
-            return optimizer.update(grads, state, params)
+            return optimizer.update(grads, state, params, **extra)
 
         update = jax.jit(update)
         for _ in range(3):
@@ -178,7 +180,9 @@ def _make_keep_shardings_check(name: str):
             assert jax.typeof(leaf) == jax.typeof(param), (path, jax.typeof(leaf))
         with jax.set_mesh(explicit):
             jitted_state = jax.jit(optimizer.init)(params)
-            _, new_state = jax.jit(optimizer.update)(_grads_like(params, rng), jitted_state, params)
+            _, new_state = jax.jit(functools.partial(optimizer.update, **extra))(
+                _grads_like(params, rng), jitted_state, params
+            )
         for tree in (jitted_state, new_state):
             per_param, scalars = _per_param_leaves(tree, params)
             for path, leaf, param in per_param:

@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from references import REFERENCES
+from support import extra_args
 
 import jopt
 from jopt._validation import VOCABULARY, Choice, DType, Flag, Function, Integer, Real, Spec
@@ -208,7 +209,7 @@ def test_traced_hyperparameters_are_not_checked_eagerly(name):
 
     def update(hyperparams, g):
         transformation = factory(**{**main, **hyperparams})
-        return transformation.update(g, transformation.init(g), g)[0]
+        return transformation.update(g, transformation.init(g), g, **extra_args(name))[0]
 
     g = {"w": jnp.asarray([0.5, -1.0, 2.0])}
     traced = jax.jit(update)(numeric, g)
