@@ -146,7 +146,7 @@ def test_matches_reference_float64_jitted_traced_once(name, kwargs, rng, trace_c
 def test_matches_reference_float32(name, kwargs, rng):
     # float32 parameters and gradients, as users run them, against the float64
     # reference started from the same float32 values: the difference is float32
-    # rounding (the largest measured over 30 steps was 2e-6, Adam with AMSGrad).
+    # rounding (the largest measured over 30 steps, |Δ|/(1 + |θ|), was 7e-7, AdamW).
     params = small_tree(rng, np.float32)
     noise = noises(rng, params, STEPS)
     expected = run_reference(name, kwargs, params, noise)
