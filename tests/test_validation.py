@@ -170,6 +170,72 @@ def test_good_values_are_accepted(name):
             assert raised is expected, f"{name}({argument}={value!r}): {raised} {message}"
 
 
+# --- the blocks: the same walk ---------------------------------------------------------------
+
+
+def _blocks() -> list[str]:
+    return [
+        name
+        for name in jopt.transforms.__all__
+        if not inspect.isclass(getattr(jopt, name))
+        and inspect.signature(getattr(jopt, name), eval_str=True).return_annotation
+        is jopt.GradientTransformation
+    ]
+
+
+# Values for the blocks' arguments that have no default.
+_BLOCK_REQUIRED = {
+    "scale": {"factor": 0.5},
+    "scale_by_learning_rate": {"learning_rate": 0.1},
+    "scale_by_schedule": {"step_size_fn": lambda count: 0.1},
+    "trace": {"decay": 0.9},
+    "clip": {"max_delta": 1.0},
+    "clip_by_global_norm": {"max_norm": 1.0},
+}
+# Arguments that are not hyperparameters: trees (or functions returning trees), checked
+# against the parameters by the wrapper they build.
+_NOT_IN_VOCABULARY = {("add_decayed_weights", "mask")}
+
+
+def _block_arguments(name: str) -> list[str]:
+    arguments = inspect.signature(getattr(jopt, name)).parameters
+    return [a for a in arguments if (name, a) not in _NOT_IN_VOCABULARY]
+
+
+@pytest.mark.parametrize("name", _blocks())
+def test_every_block_argument_is_in_the_vocabulary(name):
+    missing = [
+        a for a in _block_arguments(name) if a not in VOCABULARY and f"{name}.{a}" not in VOCABULARY
+    ]
+    assert not missing, f"{name}: {missing} not in jopt._validation.VOCABULARY"
+
+
+@pytest.mark.parametrize("name", _blocks())
+def test_bad_block_values_raise_naming_the_argument(name):
+    factory = getattr(jopt, name)
+    base = _BLOCK_REQUIRED.get(name, {})
+    for argument in _block_arguments(name):
+        if argument not in VOCABULARY and f"{name}.{argument}" not in VOCABULARY:
+            continue  # reported by the test above
+        for value, exception in bad_values(_spec(name, argument)):
+            kwargs = {**base, argument: value}
+            raised, message = _outcome(lambda kwargs=kwargs: factory(**kwargs))
+            where = f"{name}({argument}={value!r})"
+            assert raised is exception, f"{where} raised {raised}, not {exception.__name__}"
+            assert argument in message, f"{where}: {message!r} does not name the argument"
+        for value in good_values(_spec(name, argument)):
+            kwargs = {**base, argument: value}
+            raised, message = _outcome(lambda kwargs=kwargs: factory(**kwargs))
+            assert raised is None, f"{name}({argument}={value!r}): {raised} {message}"
+
+
+def test_every_block_without_defaults_has_values_here():
+    for name in _blocks():
+        parameters = inspect.signature(getattr(jopt, name)).parameters.values()
+        required = {p.name for p in parameters if p.default is inspect.Parameter.empty}
+        assert required <= set(_BLOCK_REQUIRED.get(name, {})), name
+
+
 def _live_outcome(state, argument, value):
     return _outcome(lambda: jopt.set_hyperparams(state, **{argument: value}))
 
@@ -311,7 +377,7 @@ CASES = [
     ("scale-by-learning-rate", lambda: jopt.scale_by_learning_rate(-1), ValueError,
      ["learning_rate", "-1.0"]),
     ("scale-by-schedule-not-callable", lambda: jopt.scale_by_schedule(0.1), TypeError,
-     ["schedule", "0.1"]),
+     ["step_size_fn", "0.1"]),
     ("chain-not-a-transformation", lambda: jopt.chain(jopt.identity(), "adam"), TypeError,
      ["argument 1", "'adam'"]),
     # wrappers
