@@ -5,12 +5,16 @@ torch.optim
     trajectory to ``tests/golden/*.json``.  Here jopt replays each trajectory in closed
     loop (its own ``jax.grad`` of the same loss, at its own parameters) and must stay
     within 1e-10 relative of torch's parameters and optimizer state at every recorded
-    step.  torch is not needed: only the JSON files are read.
+    step.  torch is not needed: only the JSON files are read.  Every file of
+    ``tests/golden/`` is replayed, with every alias whose torch port (in
+    ``references.py``) takes its torch call.
 
 optax
-    Where optax implements the same formula, jopt and optax are run side by side on
-    nested trees and must agree to rounding.  Where they differ by design (adagrad,
-    rmsprop, adadelta's ``learning_rate=None``, amsgrad), a test pins the difference:
+    Where optax implements the same formula, jopt's optimizers (and chains of jopt's
+    blocks, which take optax's defaults) and optax's are run side by side on nested
+    trees and must agree to rounding; ``test_blocks.py`` does the same block by block.
+    Where the aliases differ by design (adagrad, rmsprop, adadelta's
+    ``learning_rate=None``, amsgrad's order), a test pins the difference:
     jopt equals optax under the hyperparameter mapping of ``docs/porting.md``, and
     optax's own rule is restated so that a change on either side is noticed.
 """
