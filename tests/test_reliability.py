@@ -16,7 +16,7 @@ import numpy as np
 import optax
 import pytest
 from references import REFERENCES
-from support import INT32_MAX, assert_trees_bitwise_equal, extra_args
+from support import INT32_MAX, assert_trees_bitwise_equal, extra_args, small_tree
 
 import jopt
 
@@ -258,13 +258,8 @@ def test_skipped_steps_are_as_if_never_seen(name, rng):
     differ in the last bit (seen: 1 ulp for centered RMSprop and AdamW).  Eagerly, op
     by op, the reference is the bare optimizer itself.
     """
-    params = {
-        "dense": {
-            "w": np.asarray(rng.normal(size=(3, 4)), np.float32),
-            "b": np.zeros(4, np.float32),
-        },
-        "stack": [np.asarray(rng.normal(size=(2,)), np.float32)],
-    }
+    # small_tree's shapes: the generic suite has compiled their eager operations.
+    params = small_tree(rng, np.float32)
     grads = _clean_grads(rng, params)
     poisoned = [_poison(g, BAD_STEPS[t], rng) if t in BAD_STEPS else g for t, g in enumerate(grads)]
     clean = [g for t, g in enumerate(grads) if t not in BAD_STEPS]
