@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,17 @@ def small_tree(rng: np.random.Generator, dtype=np.float64):
         return np.asarray(rng.normal(size=shape), dtype=dtype)
 
     return {"w": leaf(3, 2), "stack": [(leaf(),)]}
+
+
+def returns_transformation(fn) -> bool:
+    """Whether ``fn`` is a factory of transformations (by its return annotation)."""
+    if inspect.isclass(fn) or not callable(fn):
+        return False
+    try:
+        annotation = inspect.signature(fn, eval_str=True).return_annotation
+    except NameError:  # an annotation imported for type checking only
+        annotation = inspect.signature(fn).return_annotation
+    return annotation in (jopt.GradientTransformation, "GradientTransformation")
 
 
 # --- runs ----------------------------------------------------------------------------------

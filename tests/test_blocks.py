@@ -25,25 +25,18 @@ import numpy as np
 import optax
 import pytest
 from references import stored
-from support import is_none, make_nested_tree, run_side_by_side
+from support import is_none, make_nested_tree, returns_transformation, run_side_by_side
 
 import jopt
 
 STEPS = 6
 
 
-def _returns_transformation(fn) -> bool:
-    if inspect.isclass(fn) or not callable(fn):
-        return False
-    annotation = inspect.signature(fn, eval_str=True).return_annotation
-    return annotation is jopt.GradientTransformation
-
-
 def _shared_with_optax(names) -> set[str]:
     return {
         name
         for name in names
-        if _returns_transformation(getattr(jopt, name)) and callable(getattr(optax, name, None))
+        if returns_transformation(getattr(jopt, name)) and callable(getattr(optax, name, None))
     }
 
 

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from references import REFERENCES
-from support import extra_args
+from support import extra_args, returns_transformation
 
 import jopt
 from jopt._validation import VOCABULARY, Choice, DType, Flag, Function, Integer, Real, Spec
@@ -174,13 +174,7 @@ def test_good_values_are_accepted(name):
 
 
 def _blocks() -> list[str]:
-    return [
-        name
-        for name in jopt.transforms.__all__
-        if not inspect.isclass(getattr(jopt, name))
-        and inspect.signature(getattr(jopt, name), eval_str=True).return_annotation
-        is jopt.GradientTransformation
-    ]
+    return [name for name in jopt.transforms.__all__ if returns_transformation(getattr(jopt, name))]
 
 
 # Values for the blocks' arguments that have no default.
