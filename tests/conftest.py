@@ -10,6 +10,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 import pytest
+from support import make_nested_tree
 
 
 @pytest.fixture(autouse=True)
@@ -19,19 +20,6 @@ def _float64_when_marked(request):
         return
     with jax.enable_x64(True):
         yield
-
-
-def make_nested_tree(rng: np.random.Generator, dtype=np.float64):
-    """A tree of dicts, lists, tuples and scalars with leaves of mixed shapes."""
-
-    def leaf(*shape):
-        return np.asarray(rng.normal(size=shape), dtype=dtype)
-
-    return {
-        "dense": {"w": leaf(3, 4), "b": leaf(4)},
-        "stack": [leaf(2, 2, 3), (leaf(5), leaf())],
-        "scalar": leaf(),
-    }
 
 
 @pytest.fixture

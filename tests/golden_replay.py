@@ -4,6 +4,10 @@ The files are written by ``tools/make_golden.py`` (which needs torch) and replay
 without it: the loss is restated in JAX, each step's gradient is taken at jopt's own
 parameters, and parameters and optimizer state are compared with torch's at the
 recorded checkpoints.
+
+Which jopt call a torch call becomes is read from the torch ports of
+``references.py`` (one per alias and torch class); the few torch calls that no alias
+takes are chains, listed in :data:`UNALIASED`.
 """
 
 from __future__ import annotations
@@ -15,39 +19,16 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+from references import TorchPort, torch_ports
 
 import jopt
 
 GOLDEN_DIR = Path(__file__).parent / "golden"
 GOLDEN_RTOL = 1e-10
 
-# The configurations tools/make_golden.py writes; a missing or extra file fails.
-GOLDEN_NAMES = (
-    "sgd_plain",
-    "sgd_momentum",
-    "sgd_nesterov",
-    "sgd_weight_decay",
-    "sgd_nesterov_weight_decay",
-    "adagrad",
-    "adagrad_lr_decay",
-    "adadelta",
-    "rmsprop_plain",
-    "rmsprop_centered",
-    "rmsprop_momentum",
-    "rmsprop_weight_decay",
-    "rmsprop_centered_momentum",
-    "adam_plain",
-    "adam_amsgrad",
-    "adam_weight_decay",
-    "adamw",
-    "adamw_amsgrad",
-    "adam_decoupled_weight_decay",
-    "adamax",
-    "sgd_momentum_steplr",
-    "adam_cosine",
-)
-# The configurations with a torch LR scheduler (issue 6).
-SCHEDULED = ("sgd_momentum_steplr", "adam_cosine")
+# Every file of tests/golden/ is replayed: a new one needs no edit here or in a test
+# module, only a torch port in references.py for its optimizer.
+GOLDEN_NAMES = tuple(sorted(p.stem for p in GOLDEN_DIR.glob("*.json")))
 
 
 # --- golden files ----------------------------------------------------------------------
@@ -122,82 +103,127 @@ def torch_schedule(record: dict):
     raise NotImplementedError(f"scheduler {sched['name']}")
 
 
+def ports_for(record: dict) -> list[tuple[str, TorchPort]]:
+    """``(alias, port)`` for every alias that ports the record's torch call."""
+    hp = record["hyperparameters"]
+    return [
+        (alias, port)
+        for alias, port in torch_ports()
+        if port.optimizer == record["optimizer"] and port.selects(hp)
+    ]
+
+
+def _adamw_amsgrad(lr, hp):
+    """torch's ``AdamW(amsgrad=True)``: jopt.adamw has no amsgrad, the chain does."""
+    b1, b2 = hp["betas"]
+    return jopt.chain(
+        jopt.scale_by_amsgrad(b1, b2=b2, eps=hp["eps"], correct_after_max=True),
+        jopt.add_decayed_weights(hp["weight_decay"]),
+        jopt.scale_by_learning_rate(lr),
+    )
+
+
+# (torch class, whether a call is this one, the chain ``(lr, hyperparameters) -> jopt``,
+# torch state entry -> jopt field): torch calls that no alias takes.
+UNALIASED = (
+    (
+        "AdamW",
+        lambda hp: bool(hp.get("amsgrad", False)),
+        _adamw_amsgrad,
+        {"exp_avg": "mu", "exp_avg_sq": "nu", "max_exp_avg_sq": "nu_max", "step": "count"},
+    ),
+)
+
+
+def _unaliased(record: dict):
+    hp = record["hyperparameters"]
+    for optimizer, selects, build, fields in UNALIASED:
+        if optimizer == record["optimizer"] and selects(hp):
+            return build, fields
+    return None
+
+
+def replayers(record: dict) -> list[str]:
+    """The ways a record is replayed: each alias that ports it, or ``"chain"``."""
+    aliases = [alias for alias, _ in ports_for(record)]
+    return aliases or (["chain"] if _unaliased(record) else [])
+
+
 def jopt_from_torch(record: dict, alias: str | None = None, **override):
     """The jopt optimizer that ``docs/porting.md`` maps the record's torch call to.
 
-    ``alias`` picks ``jopt.momentum`` / ``jopt.nesterov`` for SGD; ``override``
-    replaces jopt arguments (used to show that a wrong mapping is caught).
+    ``alias`` picks one of the aliases that port it (default: the first in registry
+    order; ``"chain"`` for a torch call no alias takes); ``override`` replaces jopt
+    arguments (used to show that a wrong mapping is caught).
     """
-    name, hp = record["optimizer"], dict(record["hyperparameters"])
     if record["foreach"] is not False:
         raise ValueError("golden files are recorded with foreach=False")
+    hp = record["hyperparameters"]
     lr = torch_schedule(record)
-    hp.pop("lr")
-    hp.pop("lr_decay", None)
-    if "betas" in hp:
-        hp["b1"], hp["b2"] = hp.pop("betas")
-    if name == "SGD":
-        if alias is not None:
-            kwargs = {"momentum": hp.pop("momentum"), "weight_decay": hp.pop("weight_decay", 0.0)}
-            expect_nesterov = alias == "nesterov"
-            if hp.pop("nesterov", False) != expect_nesterov:
-                raise ValueError(f"alias {alias} does not fit {record['name']}")
-            factory = getattr(jopt, alias)
-        else:
-            kwargs = {k: hp.pop(k) for k in ("momentum", "nesterov", "weight_decay") if k in hp}
-            factory = jopt.sgd
-    elif name == "Adagrad":
-        keys = ("initial_accumulator_value", "eps", "weight_decay")
-        kwargs, factory = {k: hp.pop(k) for k in keys if k in hp}, jopt.adagrad
-    elif name == "Adadelta":
-        keys = ("rho", "eps", "weight_decay")
-        kwargs, factory = {k: hp.pop(k) for k in keys if k in hp}, jopt.adadelta
-    elif name == "RMSprop":
-        kwargs = {"decay": hp.pop("alpha")}
-        keys = ("eps", "centered", "momentum", "weight_decay")
-        kwargs.update({k: hp.pop(k) for k in keys if k in hp})
-        factory = jopt.rmsprop
-    elif name == "Adam" and hp.get("decoupled_weight_decay", False):
-        # torch's Adam(decoupled_weight_decay=True) is AdamW.
-        if alias or override:
-            raise NotImplementedError("alias or override with decoupled_weight_decay")
-        hyper = {
-            k: v for k, v in record["hyperparameters"].items() if k != "decoupled_weight_decay"
-        }
-        return jopt_from_torch({**record, "optimizer": "AdamW", "hyperparameters": hyper})
-    elif name == "AdamW" and hp.pop("amsgrad", False):
-        # jopt.adamw has no amsgrad argument; the same chain with amsgrad scaling is torch's.
-        b1, b2, eps, decay = (hp.pop(k) for k in ("b1", "b2", "eps", "weight_decay"))
-        if hp or override:
-            raise NotImplementedError(f"AdamW(amsgrad=True) with {sorted(hp)} {override}")
-        return jopt.chain(
-            jopt.scale_by_adam(b1, b2, eps, amsgrad=True),
-            jopt.add_decayed_weights(decay),
-            jopt.scale_by_learning_rate(lr),
+    ports = ports_for(record)
+    if alias in (None, "chain") and not ports and _unaliased(record):
+        if override:
+            raise NotImplementedError(f"override of the chain for {record['name']}")
+        return _unaliased(record)[0](lr, hp)
+    if alias is not None:
+        ports = [(a, p) for a, p in ports if a == alias]
+    if not ports:
+        raise NotImplementedError(
+            f"no alias ports torch.optim.{record['optimizer']}({hp}) (wanted {alias}): add a "
+            f"TorchPort to its entry in tests/references.py"
         )
-    elif name in ("Adam", "AdamW", "Adamax"):
-        keys = ("b1", "b2", "eps", "weight_decay") + (("amsgrad",) if name == "Adam" else ())
-        kwargs = {k: hp.pop(k) for k in keys if k in hp}
-        factory = {"Adam": jopt.adam, "AdamW": jopt.adamw, "Adamax": jopt.adamax}[name]
-    else:
-        raise NotImplementedError(f"torch.optim.{name}")
-    if hp:
-        raise NotImplementedError(f"unmapped torch arguments for {name}: {sorted(hp)}")
+    name, port = ports[0]
+    kwargs = {}
+    for torch_name, value in hp.items():
+        if torch_name == "lr":
+            continue
+        if torch_name not in port.arguments:
+            raise NotImplementedError(f"unmapped torch argument {torch_name} for {name}")
+        target = port.arguments[torch_name]
+        if isinstance(target, tuple):
+            kwargs.update(zip(target, value, strict=True))
+        elif target is not None:
+            kwargs[target] = value
     kwargs.update(override)
-    return factory(learning_rate=lr, **kwargs)
+    return getattr(jopt, name)(learning_rate=lr, **kwargs)
+
+
+def _state_fields() -> dict[str, dict[str, str | None]]:
+    """torch class -> (torch state entry -> jopt field), from every port and chain."""
+    fields: dict[str, dict[str, str | None]] = {}
+    sources = [(p.optimizer, p.state) for _, p in torch_ports()]
+    sources += [(optimizer, state) for optimizer, _, _, state in UNALIASED]
+    for optimizer, state in sources:
+        merged = fields.setdefault(optimizer, {})
+        for torch_name, field in state.items():
+            if merged.setdefault(torch_name, field) != field:
+                raise ValueError(f"{optimizer}: {torch_name} maps to two jopt fields")
+    return fields
 
 
 # torch state name -> jopt state field, per torch optimizer.  None: torch keeps it,
 # jopt has no counterpart (a step counter jopt does not need).
-STATE_FIELDS = {
-    "SGD": {"momentum_buffer": "trace"},
-    "Adagrad": {"sum": "sum_of_squares", "step": None},
-    "Adadelta": {"square_avg": "grad_sq_avg", "acc_delta": "delta_sq_avg", "step": None},
-    "RMSprop": {"square_avg": "nu", "grad_avg": "mu", "momentum_buffer": "trace", "step": None},
-    "Adam": {"exp_avg": "mu", "exp_avg_sq": "nu", "max_exp_avg_sq": "nu_max", "step": "count"},
-    "AdamW": {"exp_avg": "mu", "exp_avg_sq": "nu", "max_exp_avg_sq": "nu_max", "step": "count"},
-    "Adamax": {"exp_avg": "mu", "exp_inf": "nu", "step": "count"},
-}
+STATE_FIELDS = _state_fields()
+
+
+def fields_named(tree, name: str) -> list:
+    """Every NamedTuple field called ``name`` in ``tree``, depth first.
+
+    The replay looks the fields up itself: it must not depend on ``jopt.tree_get``.
+    """
+    found = []
+    if isinstance(tree, tuple) and hasattr(tree, "_fields"):
+        for field, child in zip(tree._fields, tree, strict=True):
+            if field == name:
+                found.append(child)
+            found += fields_named(child, name)
+    elif isinstance(tree, (tuple, list)):
+        for child in tree:
+            found += fields_named(child, name)
+    elif isinstance(tree, dict):
+        for child in tree.values():
+            found += fields_named(child, name)
+    return found
 
 
 def _relative_error(actual, expected) -> float:
@@ -249,15 +275,14 @@ def replay(record: dict, optimizer) -> dict[str, float]:
                 field = fields[torch_name]
                 if field is None:
                     continue
-                value = jopt.tree_get(state, field)
-                if value is None:  # jopt keeps no such moment: as wrong as can be
+                values = fields_named(state, field)
+                if not values:  # jopt keeps no such moment: as wrong as can be
                     note(torch_name, np.inf, expected)
                     continue
-                if torch_name == "step":
-                    assert int(value) == expected, f"count {int(value)} != torch step {expected}"
+                if torch_name == "step":  # every step count of the chain is torch's
+                    counts = [int(v) for v in values]
+                    assert counts == [expected] * len(counts), f"counts {counts} != {expected}"
                     continue
-                note(torch_name, value[k], expected)
+                assert len(values) == 1, f"{len(values)} fields called {field}"
+                note(torch_name, values[0][k], expected)
     return errors
-
-
-# --- golden-file tests --------------------------------------------------------------------

@@ -13,12 +13,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from test_optimizers import REFERENCES
+from references import REFERENCES
+from support import extra_args
 
 import jopt
-
-# Compared with float64 restatements: 64-bit types on for every test here.
-pytestmark = pytest.mark.float64
 
 INT32_MAX = np.iinfo(np.int32).max
 
@@ -40,6 +38,7 @@ def test_identity_returns_updates_unchanged(nested_tree):
     assert updates is nested_tree and new_state == state
 
 
+@pytest.mark.float64
 def test_chain_applies_members_in_order(rng):
     params, grads = rng.normal(size=4), rng.normal(size=4)
     scale_then_decay = jopt.chain(jopt.scale(2.0), jopt.add_decayed_weights(0.5))
@@ -72,29 +71,34 @@ def test_chain_rejects_bad_members_and_states():
         transform.update(jnp.ones(2), (jopt.EmptyState(),))
 
 
+@pytest.mark.float64
 @pytest.mark.parametrize("name", REFERENCES)
 def test_unknown_keyword_arguments_are_ignored(name, rng):
     # optax-style callers pass value=, grad=, value_fn= and the like.
     params, grads = rng.normal(size=3), rng.normal(size=3)
-    optimizer = getattr(jopt, name)()
+    kwargs = REFERENCES[name].main
+    optimizer = getattr(jopt, name)(**kwargs)
     state = optimizer.init(params)
-    updates, _ = optimizer.update(grads, state, params, value=1.0, grad=grads, whatever="x")
-    init, step = REFERENCES[name]()
-    expected, _ = step(params, grads, init(params), 1)
+    extra = {"value": 1.0, "grad": grads, "whatever": "x", **extra_args(name)}
+    updates, _ = optimizer.update(grads, state, params, **extra)
+    init, step = REFERENCES[name].rule(**kwargs)
+    expected, _ = step(params, grads, init(params), 1, **extra_args(name))
     np.testing.assert_allclose(params + updates, expected, rtol=1e-12)
 
 
 # --- apply_updates ---------------------------------------------------------------------
 
 
+@pytest.mark.float64
 def test_apply_updates_adds_leaf_by_leaf(nested_tree, rng):
     updates = jax.tree.map(lambda x: rng.normal(size=np.shape(x)), nested_tree)
     result = jopt.apply_updates(nested_tree, updates)
     assert jax.tree.structure(result) == jax.tree.structure(nested_tree)
-    for r, p, u in zip(*map(jax.tree.leaves, (result, nested_tree, updates))):
+    for r, p, u in zip(*map(jax.tree.leaves, (result, nested_tree, updates)), strict=True):
         np.testing.assert_array_equal(r, p + u)
 
 
+@pytest.mark.float64
 def test_apply_updates_keeps_each_parameter_dtype():
     params = {
         "bf16": jnp.ones(2, jnp.bfloat16),
@@ -148,7 +152,7 @@ class _Outer(NamedTuple):
 
 
 def test_tree_get_searches_depth_first():
-    state = (_Outer(count=1, inner=_Inner(mu="first", nu=2)), {"mu": "second", "x": 3}, [4])
+    state = (_Outer(count=1, inner=_Inner(mu="first", nu=2)), {"x": 3}, [4])
     assert jopt.tree_get(state, "mu") == "first"
     assert jopt.tree_get(state, "count") == 1
     assert jopt.tree_get(state, "x") == 3
@@ -158,15 +162,58 @@ def test_tree_get_searches_depth_first():
 
 
 def test_tree_get_finds_optimizer_state_fields(rng):
-    params = rng.normal(size=3)
+    params = jnp.asarray(rng.normal(size=3))
     state = jopt.adam(weight_decay=0.1).init(params)
     assert jopt.tree_get(state, "mu").shape == (3,)
     assert int(jopt.tree_get(state, "count")) == 0
 
 
+def _two_adam_groups():
+    params = {"w": jnp.ones(2), "v": jnp.ones(3)}
+    groups = jopt.partition({"a": jopt.adam(), "b": jopt.adam()}, {"w": "a", "v": "b"})
+    return groups.init(params)
+
+
+def _path_text(path) -> str:
+    return path if isinstance(path, str) else jax.tree_util.keystr(path)
+
+
+def test_tree_get_refuses_an_ambiguous_name_and_lists_the_paths():
+    """Issue 14, item 7: under two Adam groups "mu" names two moments."""
+    state = _two_adam_groups()
+    with pytest.raises(KeyError) as raised:
+        jopt.tree_get(state, "mu")
+    message = str(raised.value)
+    assert "mu" in message and "'a'" in message and "'b'" in message, message
+    with pytest.raises(KeyError):
+        jopt.tree_get(state, "count")
+    # Ambiguity is an error even where the matches hold equal values.
+    with pytest.raises(KeyError):
+        jopt.tree_get((_Inner(mu=1, nu=2), {"mu": 1}), "mu")
+
+
+def test_tree_get_all_returns_every_match_with_its_path():
+    state = _two_adam_groups()
+    found = jopt.tree_get_all(state, "mu")
+    assert len(found) == 2
+    paths = [_path_text(path) for path, _ in found]
+    assert len(set(paths)) == 2
+    by_group = {
+        "'a'" if "'a'" in p else "'b'": value for p, (_, value) in zip(paths, found, strict=True)
+    }
+    assert by_group["'a'"] is state.inner_states["a"][0].mu
+    assert by_group["'b'"] is state.inner_states["b"][0].mu
+    # One match, no match.
+    single = jopt.adam().init(jnp.ones(2))
+    [(path, value)] = jopt.tree_get_all(single, "nu")
+    assert value is single[0].nu and "nu" in _path_text(path)
+    assert jopt.tree_get_all(single, "missing") == []
+
+
 # --- step counts -----------------------------------------------------------------------
 
 
+@pytest.mark.float64
 def test_counts_saturate_in_an_optimizer_with_a_schedule(rng):
     # Adam with a scheduled learning rate keeps two counts; started near the int32
     # limit, both stop at it instead of wrapping to a negative step.
@@ -217,25 +264,31 @@ def _loss_grad(params):
     return jax.tree.map(lambda p: p - 0.5 + 0.1 * p**3, params)
 
 
+@pytest.mark.float64
 def test_optax_chain_accepts_jopt_transformations(small_tree):
     # optax.chain(jopt blocks...) is optax.adamw, live.
     ours = optax.chain(jopt.scale_by_adam(), jopt.add_decayed_weights(0.1), optax.scale(-0.01))
     expected = _run(optax.adamw(0.01, weight_decay=0.1), small_tree, _loss_grad, 20)
     actual = _run(ours, small_tree, _loss_grad, 20)
-    for a, e in zip(jax.tree.leaves(actual), jax.tree.leaves(expected)):
+    for a, e in zip(jax.tree.leaves(actual), jax.tree.leaves(expected), strict=True):
         np.testing.assert_allclose(a, e, rtol=1e-10)
     # optax's extra-args chain passes keyword arguments on; jopt ignores them.
     state = ours.init(small_tree)
     ours.update(small_tree, state, small_tree, value=1.0)
 
 
+@pytest.mark.float64
 def test_jopt_chain_accepts_optax_transformations(small_tree):
-    # L2 decay (optax) → RMS scaling (jopt) → learning rate (optax) is jopt.rmsprop with
-    # weight_decay, checked against its NumPy restatement.
-    ours = jopt.chain(optax.add_decayed_weights(0.1), jopt.scale_by_rms(0.9), optax.scale(-0.01))
-    init, step = REFERENCES["rmsprop"](learning_rate=0.01, weight_decay=0.1)
+    # L2 decay (optax) → RMS scaling with ε outside the root (jopt) → learning rate
+    # (optax) is jopt.rmsprop with weight_decay, checked against its NumPy restatement.
+    ours = jopt.chain(
+        optax.add_decayed_weights(0.1),
+        jopt.scale_by_rms(0.9, eps_in_sqrt=False),
+        optax.scale(-0.01),
+    )
+    init, step = REFERENCES["rmsprop"].rule(learning_rate=0.01, weight_decay=0.1)
     actual = _run(ours, small_tree, _loss_grad, 20)
-    for leaf, a in zip(jax.tree.leaves(small_tree), jax.tree.leaves(actual)):
+    for leaf, a in zip(jax.tree.leaves(small_tree), jax.tree.leaves(actual), strict=True):
         p, s = leaf, init(leaf)
         for t in range(1, 21):
             p, s = step(p, _loss_grad(p), s, t)
@@ -279,11 +332,12 @@ def _train_state_params(tx, x, y, steps=5):
     return state.params
 
 
+@pytest.mark.float64
 def test_flax_train_state_trains_with_a_jopt_optimizer(rng):
     x, y = _tiny_regression(rng)
     ours = _train_state_params(jopt.adam(0.05), x, y)
     theirs = _train_state_params(optax.adam(0.05), x, y)
-    for a, e in zip(jax.tree.leaves(ours), jax.tree.leaves(theirs)):
+    for a, e in zip(jax.tree.leaves(ours), jax.tree.leaves(theirs), strict=True):
         np.testing.assert_allclose(a, e, rtol=1e-10)
 
 
@@ -303,9 +357,10 @@ def _nnx_params(tx, x, y, steps=5):
     return nnx.state(model, nnx.Param)
 
 
+@pytest.mark.float64
 def test_flax_nnx_optimizer_trains_with_a_jopt_optimizer(rng):
     x, y = _tiny_regression(rng)
     ours = _nnx_params(jopt.nesterov(0.05, momentum=0.9), x, y)
     theirs = _nnx_params(optax.sgd(0.05, momentum=0.9, nesterov=True), x, y)
-    for a, e in zip(jax.tree.leaves(ours), jax.tree.leaves(theirs)):
+    for a, e in zip(jax.tree.leaves(ours), jax.tree.leaves(theirs), strict=True):
         np.testing.assert_allclose(a, e, rtol=1e-10)

@@ -5,18 +5,23 @@ torch.optim
     trajectory to ``tests/golden/*.json``.  Here jopt replays each trajectory in closed
     loop (its own ``jax.grad`` of the same loss, at its own parameters) and must stay
     within 1e-10 relative of torch's parameters and optimizer state at every recorded
-    step.  torch is not needed: only the JSON files are read.
+    step.  torch is not needed: only the JSON files are read.  Every file of
+    ``tests/golden/`` is replayed, with every alias whose torch port (in
+    ``references.py``) takes its torch call.
 
 optax
-    Where optax implements the same formula, jopt and optax are run side by side on
-    nested trees and must agree to rounding.  Where they differ by design (adagrad,
-    rmsprop, adadelta's ``learning_rate=None``, amsgrad), a test pins the difference:
+    Where optax implements the same formula, jopt's optimizers (and chains of jopt's
+    blocks, which take optax's defaults) and optax's are run side by side on nested
+    trees and must agree to rounding; ``test_blocks.py`` does the same block by block.
+    Where the aliases differ by design (adagrad, rmsprop, adadelta's
+    ``learning_rate=None``, amsgrad's order), a test pins the difference:
     jopt equals optax under the hyperparameter mapping of ``docs/porting.md``, and
     optax's own rule is restated so that a change on either side is noticed.
 """
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 
 import jax
@@ -25,27 +30,40 @@ import numpy as np
 import optax
 import pytest
 from golden_replay import (
-    GOLDEN_DIR,
     GOLDEN_NAMES,
     GOLDEN_RTOL,
     LOSSES,
-    SCHEDULED,
     STATE_FIELDS,
     golden_loss,
     jopt_from_torch,
     load_golden,
     replay,
+    replayers,
     torch_schedule,
 )
+from support import run_side_by_side
 
 import jopt
 
-# Compared with float64 restatements: 64-bit types on for every test here.
+# Torch trajectories and optax runs agree with jopt's to 1e-10 and 1e-12 relative:
+# 64-bit types on for every test here.
 pytestmark = pytest.mark.float64
 
+ROOT = Path(__file__).resolve().parents[1]
 
-def test_golden_files_are_the_listed_configurations():
-    assert sorted(p.stem for p in GOLDEN_DIR.glob("*.json")) == sorted(GOLDEN_NAMES)
+
+def _generator_configs() -> list[str]:
+    """The names of tools/make_golden.py's CONFIGS, read without importing torch."""
+    tree = ast.parse((ROOT / "tools" / "make_golden.py").read_text())
+    for node in tree.body:
+        if isinstance(node, ast.AnnAssign) and getattr(node.target, "id", "") == "CONFIGS":
+            return list(ast.literal_eval(node.value))
+    raise AssertionError("tools/make_golden.py has no CONFIGS")
+
+
+def test_golden_files_are_the_generators_configurations():
+    assert sorted(_generator_configs()) == list(GOLDEN_NAMES)
+    assert len(GOLDEN_NAMES) >= 22
 
 
 @pytest.mark.parametrize("name", GOLDEN_NAMES)
@@ -55,7 +73,6 @@ def test_golden_file_is_self_describing(name):
     assert record["model"] in LOSSES
     assert record["torch_version"]
     assert record["foreach"] is False
-    assert (record["scheduler"] is not None) == (name in SCHEDULED)
     assert record["param_order"] == list(record["initial_params"])
     steps = [c["step"] for c in record["checkpoints"]]
     assert steps == sorted(steps) and steps[-1] == record["num_steps"]
@@ -85,16 +102,20 @@ def test_jax_loss_restates_torch_loss(name):
             )
 
 
-REPLAYS = [(name, None) for name in GOLDEN_NAMES] + [
-    ("sgd_momentum", "momentum"),
-    ("sgd_nesterov", "nesterov"),
-    ("sgd_nesterov_weight_decay", "nesterov"),
+# Every golden file, with every alias that ports its torch call (or the chain that
+# does); a file nothing ports is listed with None and fails.
+REPLAYS = [
+    (name, alias) for name in GOLDEN_NAMES for alias in replayers(load_golden(name)) or [None]
 ]
 
 
-@pytest.mark.parametrize(
-    "name, alias", REPLAYS, ids=[n if a is None else f"{n}-{a}" for n, a in REPLAYS]
-)
+def test_every_alias_with_a_torch_port_is_replayed():
+    ported = {alias for _, alias in REPLAYS}
+    assert {"sgd", "momentum", "nesterov", "adam", "adamw", "adamax", "rmsprop"} <= ported
+    assert {"adagrad", "adadelta", "chain"} <= ported
+
+
+@pytest.mark.parametrize("name, alias", REPLAYS, ids=[f"{n}-{a}" for n, a in REPLAYS])
 def test_golden_replay_matches_torch(name, alias):
     record = load_golden(name)
     errors = replay(record, jopt_from_torch(record, alias))
@@ -130,8 +151,11 @@ def test_golden_replay_catches_l2_in_place_of_decoupled_decay():
     record = load_golden("adamw")
     hp = record["hyperparameters"]
     b1, b2 = hp["betas"]
-    coupled = jopt.adam(hp["lr"], b1, b2, hp["eps"], weight_decay=hp["weight_decay"])
+    coupled = jopt.adam(hp["lr"], b1=b1, b2=b2, eps=hp["eps"], weight_decay=hp["weight_decay"])
     assert max(replay(record, coupled).values()) > 1e-6
+
+
+SCHEDULED = [name for name in GOLDEN_NAMES if load_golden(name)["scheduler"] is not None]
 
 
 @pytest.mark.parametrize("name", SCHEDULED)
@@ -206,30 +230,6 @@ def test_porting_guide_maps_every_torch_state_name():
 # --- live comparison with optax -----------------------------------------------------------
 
 
-def _run_side_by_side(transforms, params, steps=50, seed=1):
-    """Run each transformation in closed loop on a noisy quadratic over ``params``.
-
-    The gradient at step t is ``p − target + noiseₜ`` leaf by leaf, the same noise for
-    every run.  Returns, per run, the list of (updates, params, state) after each step.
-    """
-    rng = np.random.default_rng(seed)
-    target = jax.tree.map(lambda p: rng.normal(size=np.shape(p)), params)
-    noises = [
-        jax.tree.map(lambda p: 0.3 * rng.normal(size=np.shape(p)), params) for _ in range(steps)
-    ]
-    runs = []
-    for tx in transforms:
-        update = jax.jit(tx.update)
-        p, state, history = jax.tree.map(jnp.asarray, params), tx.init(params), []
-        for noise in noises:
-            grads = jax.tree.map(lambda q, c, n: q - c + n, p, target, noise)
-            updates, state = update(grads, state, p)
-            p = jopt.apply_updates(p, updates)
-            history.append((updates, p, state))
-        runs.append(history)
-    return runs
-
-
 def _assert_trees_close(a, b, rtol=1e-12, atol=1e-14):
     jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=rtol, atol=atol), a, b)
 
@@ -237,7 +237,7 @@ def _assert_trees_close(a, b, rtol=1e-12, atol=1e-14):
 def _assert_same_trajectory(jopt_tx, optax_tx, params, moments=()):
     """Updates and params agree to rounding at every step; so do the named moments
     (pairs of jopt field, optax field)."""
-    ours, theirs = _run_side_by_side([jopt_tx, optax_tx], params)
+    ours, theirs = run_side_by_side([jopt_tx, optax_tx], params, steps=50, jit=True)
     for (u1, p1, s1), (u2, p2, s2) in zip(ours, theirs, strict=True):
         _assert_trees_close(u1, u2)
         _assert_trees_close(p1, p2)
@@ -317,7 +317,7 @@ SAME_FORMULA = {
     ),
     "rmsprop_nesterov_chain": (
         lambda: jopt.chain(
-            jopt.scale_by_rms(0.9, eps=1e-4),
+            jopt.scale_by_rms(0.9, eps=1e-4, eps_in_sqrt=False),
             jopt.trace(0.7, nesterov=True),
             jopt.scale_by_learning_rate(0.01),
         ),
@@ -328,11 +328,32 @@ SAME_FORMULA = {
     ),
     "rmsprop_bias_correction_chain": (
         lambda: jopt.chain(
-            jopt.scale_by_adam(b1=0.0, b2=0.9, eps=0.0, eps_root=1e-4),
+            jopt.scale_by_rms(0.9, eps=1e-4, bias_correction=True),
             jopt.scale_by_learning_rate(0.01),
         ),
         lambda: optax.rmsprop(0.01, decay=0.9, eps=1e-4, bias_correction=True),
+        [("nu", "nu"), ("count", "count")],
+    ),
+    # The blocks take optax's defaults: optax.adagrad is scale_by_rss() and a rate.
+    "adagrad_chain_of_blocks": (
+        lambda: jopt.chain(jopt.scale_by_rss(), jopt.scale_by_learning_rate(0.1)),
+        lambda: optax.adagrad(0.1),
+        [("sum_of_squares", "sum_of_squares")],
+    ),
+    "rmsprop_chain_of_blocks": (
+        lambda: jopt.chain(jopt.scale_by_rms(), jopt.scale_by_learning_rate(0.01)),
+        lambda: optax.rmsprop(0.01),
         [("nu", "nu")],
+    ),
+    "centered_rmsprop_chain_of_blocks": (
+        lambda: jopt.chain(jopt.scale_by_stddev(), jopt.scale_by_learning_rate(0.01)),
+        lambda: optax.rmsprop(0.01, centered=True),
+        [("mu", "mu"), ("nu", "nu")],
+    ),
+    "amsgrad_chain_of_blocks": (
+        lambda: jopt.chain(jopt.scale_by_amsgrad(0.8), jopt.scale_by_learning_rate(0.01)),
+        lambda: optax.amsgrad(0.01, b1=0.8),
+        [("mu", "mu"), ("nu", "nu"), ("nu_max", "nu_max")],
     ),
     "adagrad_optax_defaults": (
         lambda: jopt.adagrad(0.1, initial_accumulator_value=0.1, eps=0.0, eps_root=1e-7),
@@ -417,7 +438,7 @@ def test_rmsprop_momentum_with_schedule_differs_from_optax(nested_tree):
     constant = updates_of(jopt.rmsprop(0.01, **kwargs))
     ours = updates_of(jopt.rmsprop(schedule, **kwargs))
     theirs = updates_of(optax.rmsprop(schedule, eps_in_sqrt=False, **kwargs))
-    for t, (c, a, b) in enumerate(zip(constant, ours, theirs)):
+    for t, (c, a, b) in enumerate(zip(constant, ours, theirs, strict=True)):
         factor = schedule(t) / 0.01
         _assert_trees_close(a, jax.tree.map(lambda x, f=factor: f * x, c))
         if factor == 1:
@@ -479,7 +500,7 @@ def test_amsgrad_bias_correction_order_differs_from_optax(nested_tree):
         else:
             differs |= not all(
                 np.allclose(a, b, rtol=1e-6)
-                for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(theirs))
+                for a, b in zip(jax.tree.leaves(ours), jax.tree.leaves(theirs), strict=True)
             )
     assert differs
 

@@ -1,119 +1,34 @@
-"""Reliability: odd leaves, complex parameters, mixed precision, saturating counts, NaN steps.
+"""Reliability: complex parameters, mixed precision, saturating counts, NaN steps.
 
 References are float64 NumPy restatements written here, closed forms, or runs that
-never saw the steps a wrapper is supposed to skip.
+never saw the steps a wrapper is supposed to skip.  ``None``, integer and boolean leaves
+and complex parameters are checked for every registry entry in ``test_registry.py``;
+``skip_nonfinite`` is checked around every registry entry here.
 """
 
 from __future__ import annotations
+
+import functools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from references import REFERENCES
+from support import INT32_MAX, assert_trees_bitwise_equal, extra_args, small_tree
 
 import jopt
 
-# Compared with float64 restatements: 64-bit types on for every test here.
-pytestmark = pytest.mark.float64
-
-INT32_MAX = np.iinfo(np.int32).max
-
-# Every optimizer, with the options that add state.
+# Every registry entry with the options that add state (its main configuration), and
+# a schedule, which adds a step count.
 OPTIMIZERS = {
-    "sgd": lambda: jopt.sgd(0.1),
-    "sgd-momentum-decay": lambda: jopt.sgd(0.1, momentum=0.9, weight_decay=1e-2),
-    "nesterov": lambda: jopt.nesterov(0.1),
-    "adagrad": lambda: jopt.adagrad(0.1, initial_accumulator_value=0.1, weight_decay=1e-2),
-    "adadelta": lambda: jopt.adadelta(),
-    "rmsprop-centered-momentum": lambda: jopt.rmsprop(1e-2, centered=True, momentum=0.9),
-    "adam-amsgrad": lambda: jopt.adam(1e-2, amsgrad=True),
+    **{
+        name: functools.partial(jopt.optimizers.ALL[name], **reference.main)
+        for name, reference in REFERENCES.items()
+    },
     "adam-schedule": lambda: jopt.adam(lambda count: 1e-2 / (1.0 + count)),
-    "adamw": lambda: jopt.adamw(1e-2),
-    "adamax": lambda: jopt.adamax(1e-2),
 }
-
-
-def _is_none(x):
-    return x is None
-
-
-def _bits(x) -> bytes:
-    """The bytes of an array: equality is bit-for-bit (NaN payloads and −0.0 included)."""
-    x = np.asarray(x)
-    return x.dtype.str.encode() + str(x.shape).encode() + x.tobytes()
-
-
-def assert_trees_bitwise_equal(actual, expected):
-    assert jax.tree.structure(actual, is_leaf=_is_none) == jax.tree.structure(
-        expected, is_leaf=_is_none
-    )
-    for (path, a), b in zip(
-        jax.tree_util.tree_flatten_with_path(actual, is_leaf=_is_none)[0],
-        jax.tree.leaves(expected, is_leaf=_is_none),
-    ):
-        if a is None or b is None:
-            assert a is b, jax.tree_util.keystr(path)
-        else:
-            assert _bits(a) == _bits(b), jax.tree_util.keystr(path)
-
-
-# --- None, integer and boolean leaves --------------------------------------------------
-
-
-def _odd_params():
-    return {
-        "w": jnp.asarray([0.5, -1.0, 2.0], jnp.float32),
-        "step": jnp.full(5, 7, jnp.int32),
-        "mask": jnp.asarray([True, False]),
-        "none": None,
-        "nested": [None, jnp.full((2, 2), 0.25, jnp.float64)],
-    }
-
-
-def _odd_loss(params):
-    return jnp.sum(params["w"] ** 2) + jnp.sum(params["nested"][1] ** 2)
-
-
-@pytest.mark.parametrize("jit", [False, True], ids=["eager", "jit"])
-@pytest.mark.parametrize("name", OPTIMIZERS)
-def test_none_integer_and_boolean_leaves_pass_through_without_state(name, jit):
-    optimizer = OPTIMIZERS[name]()
-    params = _odd_params()
-    # allow_int gives the integer and boolean leaves float0 gradients, as in real use.
-    grads = jax.grad(_odd_loss, allow_int=True)(params)
-    assert grads["step"].dtype == jax.dtypes.float0 and grads["none"] is None
-
-    def step(params, state):
-        updates, state = optimizer.update(grads, state, params)
-        return jopt.apply_updates(params, updates), updates, state
-
-    step = jax.jit(step) if jit else step
-    state = optimizer.init(params)
-    new_params, updates, new_state = step(params, state)
-    new_params, updates, new_state = step(new_params, new_state)
-
-    assert updates["none"] is None and updates["nested"][0] is None
-    assert updates["step"].dtype == jax.dtypes.float0
-    assert new_params["none"] is None and new_params["nested"][0] is None
-    assert new_params["step"].dtype == jnp.int32
-    np.testing.assert_array_equal(new_params["step"], np.full(5, 7))
-    np.testing.assert_array_equal(new_params["mask"], [True, False])
-    assert not np.array_equal(new_params["w"], params["w"])  # the float leaves did train
-    assert new_params["w"].dtype == jnp.float32 and new_params["nested"][1].dtype == jnp.float64
-
-    # No state for the untrained leaves: wherever a state tree mirrors the params,
-    # their place holds None, and no state leaf has their shapes.
-    for tree in (state, new_state):
-        for path, leaf in jax.tree_util.tree_flatten_with_path(tree, is_leaf=_is_none)[0]:
-            key = jax.tree_util.keystr(path)
-            if any(k in key for k in ("['step']", "['mask']", "['none']", "['nested'][0]")):
-                assert leaf is None, key
-            else:
-                assert leaf is not None and np.shape(leaf) in {(), (3,), (2, 2)}, key
-    assert jax.tree.structure(new_state, is_leaf=_is_none) == jax.tree.structure(
-        state, is_leaf=_is_none
-    )
 
 
 # --- complex parameters ----------------------------------------------------------------
@@ -135,64 +50,6 @@ def test_complex_adam_steps_along_the_gradient_not_per_component():
     nu = jopt.tree_get(state, "nu")
     assert nu.dtype == jnp.float32  # a real second moment: (1 − β₂)·25
     np.testing.assert_allclose(np.asarray(nu), [0.001 * 25.0], rtol=1e-6)
-
-
-def _abs_sq(x):
-    return (x * np.conj(x)).real
-
-
-def _complex_reference(name, p, grads):
-    """float64 restatements with |g|², for one complex128 leaf; returns the last params."""
-    zeros = np.zeros(p.shape)
-    m, v, u, e = zeros.astype(complex), zeros.copy(), zeros.copy(), zeros.copy()
-    for t, g in enumerate(grads, start=1):
-        if name == "adam":  # η = 0.01, β = (0.9, 0.999), ε = 1e-8
-            m = 0.9 * m + 0.1 * g
-            v = 0.999 * v + 0.001 * _abs_sq(g)
-            p = p - 0.01 * (m / (1 - 0.9**t)) / (np.sqrt(v / (1 - 0.999**t)) + 1e-8)
-        elif name == "rmsprop":  # centered, η = 0.01, γ = 0.9, ε = 1e-8
-            m = 0.9 * m + 0.1 * g
-            v = 0.9 * v + 0.1 * _abs_sq(g)
-            p = p - 0.01 * g / (np.sqrt(v - _abs_sq(m)) + 1e-8)
-        elif name == "adagrad":  # η = 0.1, ε = 1e-10
-            v = v + _abs_sq(g)
-            p = p - 0.1 * g / (np.sqrt(v) + 1e-10)
-        elif name == "adadelta":  # η = 1, ρ = 0.9, ε = 1e-6
-            v = 0.9 * v + 0.1 * _abs_sq(g)
-            delta = np.sqrt(e + 1e-6) / np.sqrt(v + 1e-6) * g
-            e = 0.9 * e + 0.1 * _abs_sq(delta)
-            p = p - delta
-        elif name == "adamax":  # η = 0.01, β = (0.9, 0.999), ε = 1e-8
-            m = 0.9 * m + 0.1 * g
-            u = np.maximum(0.999 * u, np.abs(g) + 1e-8)
-            p = p - 0.01 / (1 - 0.9**t) * m / u
-    return p
-
-
-COMPLEX_OPTIMIZERS = {
-    "adam": lambda: jopt.adam(0.01),
-    "rmsprop": lambda: jopt.rmsprop(0.01, centered=True),
-    "adagrad": lambda: jopt.adagrad(0.1),
-    "adadelta": lambda: jopt.adadelta(),
-    "adamax": lambda: jopt.adamax(0.01),
-}
-
-
-@pytest.mark.parametrize("name", COMPLEX_OPTIMIZERS)
-def test_complex_parameters_match_a_float64_restatement_with_abs_squared(name, rng):
-    p0 = rng.normal(size=(3, 2)) + 1j * rng.normal(size=(3, 2))
-    grads = rng.normal(size=(20, 3, 2)) + 1j * rng.normal(size=(20, 3, 2))
-    optimizer = COMPLEX_OPTIMIZERS[name]()
-
-    def body(carry, g):
-        p, state = carry
-        updates, state = optimizer.update(g, state, p)
-        return (jopt.apply_updates(p, updates), state), None
-
-    p = jnp.asarray(p0)
-    (p, _), _ = jax.jit(lambda p: jax.lax.scan(body, (p, optimizer.init(p)), grads))(p)
-    assert p.dtype == jnp.complex128
-    np.testing.assert_allclose(np.asarray(p), _complex_reference(name, p0, grads), rtol=1e-10)
 
 
 # --- mixed precision -------------------------------------------------------------------
@@ -225,6 +82,7 @@ def test_bfloat16_params_keep_float32_moments(name):
     np.testing.assert_array_equal(np.sign(step), -np.sign(np.asarray(grads["w"], np.float64)))
 
 
+@pytest.mark.float64
 def test_complex_params_with_a_real_moment_dtype_keep_their_imaginary_part():
     optimizer = jopt.adam(0.1, mu_dtype=jnp.float32, nu_dtype=jnp.float32)
     params = jnp.asarray([1.0 + 1.0j], jnp.complex128)
@@ -268,7 +126,7 @@ def test_bfloat16_trajectory_with_float32_moments_follows_float64_adam(rng):
     bf16 = jnp.bfloat16
     p0 = np.asarray(rng.uniform(0.5, 2.0, size=16), bf16)
     grads = np.asarray(rng.normal(size=(30, 16)), bf16)
-    optimizer = jopt.adam(eta, b1, b2, eps, mu_dtype=jnp.float32, nu_dtype=jnp.float32)
+    optimizer = jopt.adam(eta, b1=b1, b2=b2, eps=eps, mu_dtype=jnp.float32, nu_dtype=jnp.float32)
 
     def body(carry, g):
         p, state = carry
@@ -297,9 +155,10 @@ def test_bfloat16_trajectory_with_float32_moments_follows_float64_adam(rng):
 # --- step counts saturate --------------------------------------------------------------
 
 
+@pytest.mark.float64
 def test_adam_count_saturates_at_int32_max(rng):
     b1, b2, eps, eta = 0.9, 0.999, 1e-8, 0.1
-    optimizer = jopt.adam(eta, b1, b2, eps)
+    optimizer = jopt.adam(eta, b1=b1, b2=b2, eps=eps)
     mu, nu = rng.normal(size=4), rng.uniform(0.1, 1.0, size=4)
     state = (
         jopt.ScaleByAdamState(jnp.asarray(INT32_MAX - 2, jnp.int32), mu, nu),
@@ -319,6 +178,7 @@ def test_adam_count_saturates_at_int32_max(rng):
     assert counts == [INT32_MAX - 1, INT32_MAX, INT32_MAX, INT32_MAX]
 
 
+@pytest.mark.float64
 def test_schedule_and_adamax_counts_saturate():
     schedule = jopt.scale_by_schedule(lambda count: count.astype(jnp.float64))
     state = jopt.ScaleByScheduleState(jnp.asarray(INT32_MAX - 1, jnp.int32))
@@ -371,12 +231,16 @@ def _poison(grads, value, rng):
     return treedef.unflatten(leaves)
 
 
-def _run(optimizer, params, grads, jit=True):
+def _step(optimizer, jit=True, extra=None):
     def step(params, state, g):
-        updates, state = optimizer.update(g, state, params)
+        updates, state = optimizer.update(g, state, params, **(extra or {}))
         return jopt.apply_updates(params, updates), state
 
-    step = jax.jit(step) if jit else step
+    return jax.jit(step) if jit else step
+
+
+def _run(optimizer, params, grads, jit=True, step=None, extra=None):
+    step = step or _step(optimizer, jit, extra)
     state = optimizer.init(params)
     history = []
     for g in grads:
@@ -389,20 +253,21 @@ def _run(optimizer, params, grads, jit=True):
 def test_skipped_steps_are_as_if_never_seen(name, rng):
     """NaN/±inf at chosen steps, against a run that never saw those steps.
 
-    Under jit the reference is the same wrapped optimizer fed only the clean steps: a
+    Under jit the reference is the same compiled step fed only the clean steps: a
     different program (the bare optimizer) may be compiled with different fusions and
     differ in the last bit (seen: 1 ulp for centered RMSprop and AdamW).  Eagerly, op
     by op, the reference is the bare optimizer itself.
     """
-    params = {
-        "dense": {"w": np.asarray(rng.normal(size=(3, 4)), np.float32), "b": np.zeros(4)},
-        "stack": [np.asarray(rng.normal(size=(2,)), np.float32)],
-    }
+    # small_tree's shapes: the generic suite has compiled their eager operations.
+    params = small_tree(rng, np.float32)
     grads = _clean_grads(rng, params)
     poisoned = [_poison(g, BAD_STEPS[t], rng) if t in BAD_STEPS else g for t, g in enumerate(grads)]
     clean = [g for t, g in enumerate(grads) if t not in BAD_STEPS]
-    wrapped = _run(jopt.skip_nonfinite(OPTIMIZERS[name]()), params, poisoned)
-    reference = _run(jopt.skip_nonfinite(OPTIMIZERS[name]()), params, clean)
+    optimizer = jopt.skip_nonfinite(OPTIMIZERS[name]())
+    extra = extra_args(name) if name in REFERENCES else {}
+    step = _step(optimizer, extra=extra)  # one compiled program for both runs
+    wrapped = _run(optimizer, params, poisoned, step=step)
+    reference = _run(optimizer, params, clean, step=step)
 
     final_params, final_state = wrapped[-1]
     assert_trees_bitwise_equal(final_params, reference[-1][0])
@@ -416,12 +281,15 @@ def test_skipped_steps_are_as_if_never_seen(name, rng):
         assert_trees_bitwise_equal(wrapped[t][0], jax.tree.map(jnp.asarray, before))
 
     # Eagerly, against the bare optimizer (first 7 steps: three of them poisoned).
-    eager = _run(jopt.skip_nonfinite(OPTIMIZERS[name]()), params, poisoned[:7], jit=False)
+    eager = _run(
+        jopt.skip_nonfinite(OPTIMIZERS[name]()), params, poisoned[:7], jit=False, extra=extra
+    )
     bare = _run(
         OPTIMIZERS[name](),
         params,
         [g for t, g in enumerate(grads[:7]) if t not in BAD_STEPS],
         jit=False,
+        extra=extra,
     )
     assert_trees_bitwise_equal(eager[-1][0], bare[-1][0])
     assert_trees_bitwise_equal(eager[-1][1].inner_state, bare[-1][1])
@@ -445,7 +313,9 @@ def test_counters_and_max_consecutive(max_consecutive):
     optimizer = jopt.skip_nonfinite(jopt.sgd(0.5), max_consecutive=max_consecutive)
     state = optimizer.init(jnp.zeros(2))
     step = jax.jit(optimizer.update)
-    for ok, (skip, total, consecutive) in zip(finite, _expected_counters(finite, max_consecutive)):
+    for ok, (skip, total, consecutive) in zip(
+        finite, _expected_counters(finite, max_consecutive), strict=True
+    ):
         g = jnp.asarray([1.0, 2.0]) if ok else jnp.asarray([jnp.nan, 2.0])
         updates, state = step(g, state)
         assert int(state.total_skipped) == total and int(state.consecutive_nonfinite) == consecutive

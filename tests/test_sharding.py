@@ -14,6 +14,7 @@ device.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -28,30 +29,23 @@ import numpy as np
 import pytest
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
+from references import REFERENCES
+from support import extra_args
 
 import jopt
 from jopt.sharding import state_shardings, zero_shardings
 
-# Compared with float64 restatements: 64-bit types on for every test here.
-pytestmark = pytest.mark.float64
-
 ROOT = Path(__file__).resolve().parents[1]
 N_DEVICES = 8
 
+# Every registry entry in its main configuration (every option that adds state), and
+# the cases that add scalar state: a schedule's count, injected hyperparameters.
 OPTIMIZERS: dict[str, Callable[[], jopt.GradientTransformation]] = {
-    "sgd": lambda: jopt.sgd(0.1),
-    "sgd_weight_decay": lambda: jopt.sgd(0.1, weight_decay=1e-2),
-    "momentum": lambda: jopt.momentum(0.1),
-    "nesterov": lambda: jopt.nesterov(0.1),
-    "adagrad": lambda: jopt.adagrad(0.1),
-    "adadelta": lambda: jopt.adadelta(),
-    "rmsprop": lambda: jopt.rmsprop(1e-2),
-    "rmsprop_centered_momentum": lambda: jopt.rmsprop(1e-2, centered=True, momentum=0.9),
-    "adam": lambda: jopt.adam(1e-2),
-    "adam_amsgrad": lambda: jopt.adam(1e-2, amsgrad=True),
+    **{
+        name: functools.partial(jopt.optimizers.ALL[name], **reference.main)
+        for name, reference in REFERENCES.items()
+    },
     "adam_schedule": lambda: jopt.adam(lambda t: 1e-2 / (1.0 + t)),
-    "adamw": lambda: jopt.adamw(1e-2),
-    "adamax": lambda: jopt.adamax(1e-2),
     "adam_injected": lambda: jopt.inject_hyperparams(jopt.adam)(learning_rate=1e-2, b1=0.8),
 }
 
@@ -132,6 +126,7 @@ def _make_keep_shardings_check(name: str):
         replicated = NamedSharding(mesh, P())
         params = _mixed_params(mesh, rng)
         optimizer = OPTIMIZERS[name]()
+        extra = extra_args(name) if name in REFERENCES else {}
 
         # Eagerly: each state leaf has exactly its parameter's sharding.
         state = optimizer.init(params)
@@ -156,7 +151,7 @@ def _make_keep_shardings_check(name: str):
 
         def update(grads, state, params):
             traces.append(1)
-            return optimizer.update(grads, state, params)
+            return optimizer.update(grads, state, params, **extra)
 
         update = jax.jit(update)
         for _ in range(3):
@@ -185,7 +180,9 @@ def _make_keep_shardings_check(name: str):
             assert jax.typeof(leaf) == jax.typeof(param), (path, jax.typeof(leaf))
         with jax.set_mesh(explicit):
             jitted_state = jax.jit(optimizer.init)(params)
-            _, new_state = jax.jit(optimizer.update)(_grads_like(params, rng), jitted_state, params)
+            _, new_state = jax.jit(functools.partial(optimizer.update, **extra))(
+                _grads_like(params, rng), jitted_state, params
+            )
         for tree in (jitted_state, new_state):
             per_param, scalars = _per_param_leaves(tree, params)
             for path, leaf, param in per_param:
@@ -253,7 +250,7 @@ def _train(optimizer, params, xs, ys, *, mesh=None, traces=None):
 
     step = jax.jit(step, donate_argnums=(0, 1), **step_kwargs)
     losses = []
-    for x, y in zip(xs, ys):
+    for x, y in zip(xs, ys, strict=True):
         params, state, loss = step(params, state, x, y)
         losses.append(float(loss))
     return params, state, losses, step
@@ -271,7 +268,7 @@ def _train_optax(params, xs, ys):
         updates, state = optimizer.update(grads, state, params)
         return optax.apply_updates(params, updates), state
 
-    for x, y in zip(xs, ys):
+    for x, y in zip(xs, ys, strict=True):
         params, state = step(params, state, x, y)
     return params
 
@@ -431,8 +428,10 @@ def _check_two_axes():
         assert report.param_shardings[key] == NamedSharding(mesh, spec), key
         leaf = next(leaf for leaf in report.leaves if leaf.path == f"[0].trace['{key}']")
         assert leaf.dim == dim, (key, leaf.dim)
+        # The spec may be shorter than the shape: its missing entries are None.
         block = [
-            size // _ways(mesh, entry) for size, entry in zip(layouts[key][0], [*spec, None, None])
+            size // _ways(mesh, entry)
+            for size, entry in zip(layouts[key][0], [*spec, None, None], strict=False)
         ]
         assert leaf.device_nbytes == int(np.prod(block)) * 4, (key, leaf.device_nbytes)
     state = jax.jit(jopt.momentum(0.1).init, out_shardings=shardings)(params)

@@ -1,24 +1,293 @@
 """Bad input fails fast and readably: hyperparameters at construction, trees at trace time.
 
-Each row of the tables is one bad input, the exception it must raise, and the pieces
-of text the message must contain: the argument's name and the offending value.
+The registry walk: for every optimizer of ``jopt.optimizers.ALL``, every argument is
+in the validation vocabulary; values out of its range or of the wrong type, derived
+from the vocabulary's own specs, raise ``ValueError`` or ``TypeError`` naming the
+argument; values in range (in every numeric form: Python and NumPy scalars, 0-d arrays
+of bfloat16, float16 and float32) are accepted; and ``jopt.set_hyperparams`` accepts
+and refuses exactly what the factory does, for each live hyperparameter (no second
+table can drift from the first).  The argument combinations an optimizer refuses
+(Nesterov without momentum) are the ones its reference in ``references.py`` refuses.
+
+Each row of the tables below is one bad input, the exception it must raise, and the
+pieces of text the message must contain: the argument's name and the offending value.
 """
 
 from __future__ import annotations
 
-import importlib.util
+import inspect
+import math
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from references import REFERENCES
+from support import extra_args, returns_transformation
 
 import jopt
-
-# Compared with float64 restatements: 64-bit types on for every test here.
-pytestmark = pytest.mark.float64
+from jopt._validation import VOCABULARY, Choice, DType, Flag, Function, Integer, Real, Spec
 
 NAN, INF = float("nan"), float("inf")
+
+
+# --- the registry walk --------------------------------------------------------------------
+
+
+def _spec(factory_name: str, argument: str) -> Spec:
+    return VOCABULARY.get(f"{factory_name}.{argument}", VOCABULARY[argument])
+
+
+def _inside(spec: Real) -> float:
+    """A value well inside a real range."""
+    low, high = spec.low, spec.high
+    if math.isfinite(low) and math.isfinite(high):
+        return low + (high - low) / 2
+    if math.isfinite(low):
+        return low + 0.5
+    return high - 0.5 if math.isfinite(high) else 0.5
+
+
+def _numeric_forms(value: float) -> list:
+    """The forms a number may take: all must be accepted alike."""
+    forms = [value, np.float32(value), jnp.asarray(value, jnp.float32)]
+    forms += [jnp.asarray(value, jnp.bfloat16), jnp.asarray(value, jnp.float16)]
+    return forms
+
+
+def good_values(spec: Spec) -> list:
+    """Values the spec accepts, boundaries included."""
+    if isinstance(spec, Real):
+        values = _numeric_forms(_inside(spec))
+        if math.isfinite(spec.low) and not spec.low_open:
+            values += [spec.low, int(spec.low)] if spec.low == int(spec.low) else [spec.low]
+        if math.isfinite(spec.high) and not spec.high_open:
+            values.append(spec.high)
+        if spec.schedule:
+            values.append(lambda count: 0.5 * _inside(spec) / (1 + count))
+        if spec.optional:
+            values.append(None)
+        return values
+    if isinstance(spec, Flag):
+        return [True, False, np.bool_(True)]
+    if isinstance(spec, DType):
+        return [None, jnp.float32, "bfloat16", np.dtype("float16")]
+    if isinstance(spec, Integer):
+        low = spec.low if spec.low is not None else 0
+        return [low, low + 1, np.int64(low + 1)] + ([None] if spec.optional else [])
+    if isinstance(spec, Choice):
+        return list(spec.options)
+    if isinstance(spec, Function):
+        return [lambda *args: 0.0]
+    raise AssertionError(f"no good values for {spec}")
+
+
+def bad_values(spec: Spec) -> list[tuple]:
+    """``(value, exception)`` pairs the spec refuses."""
+    if isinstance(spec, Real):
+        bad = [("0.1", TypeError), (True, TypeError), ([0.1], TypeError), (1j, TypeError)]
+        bad += [(jnp.ones(2), TypeError), (NAN, ValueError), (jnp.asarray(NAN), ValueError)]
+        if not spec.optional:
+            bad.append((None, TypeError))
+        if not spec.allow_inf:
+            bad += [(INF, ValueError), (-INF, ValueError)]
+        if math.isfinite(spec.low):
+            below = spec.low if spec.low_open else spec.low - 0.5
+            bad += [(below, ValueError), (jnp.asarray(below, jnp.bfloat16), ValueError)]
+        if math.isfinite(spec.high):
+            bad.append((spec.high if spec.high_open else spec.high + 0.5, ValueError))
+        return bad
+    if isinstance(spec, Flag):
+        return [(1, TypeError), (None, TypeError), ("yes", TypeError), (0.0, TypeError)]
+    if isinstance(spec, DType):
+        return [("float13", TypeError), (jnp.int32, ValueError), (bool, ValueError)]
+    if isinstance(spec, Integer):
+        low = spec.low if spec.low is not None else 0
+        return [(1.5, TypeError), (True, TypeError), (low - 1, ValueError), ("1", TypeError)]
+    if isinstance(spec, Choice):
+        return [(1, TypeError), ("no such option", ValueError)]
+    if isinstance(spec, Function):
+        return [(1, TypeError)]
+    raise AssertionError(f"no bad values for {spec}")
+
+
+def _outcome(make):
+    """The exception type ``make()`` raises (and its message), or ``(None, "")``."""
+    try:
+        make()
+    except (TypeError, ValueError) as error:
+        return type(error), str(error)
+    return None, ""
+
+
+def _expected(name: str, kwargs: dict, bad_exception=None):
+    """What the factory must do with ``kwargs``: the spec's exception for a bad value,
+    else ``ValueError`` where the reference refuses the combination, else accept."""
+    if bad_exception is not None:
+        return bad_exception
+    try:
+        REFERENCES[name].rule(**kwargs)
+    except ValueError:
+        return ValueError
+    return None
+
+
+def _arguments(name: str) -> list[str]:
+    return list(inspect.signature(jopt.optimizers.ALL[name]).parameters)
+
+
+@pytest.mark.parametrize("name", REFERENCES)
+def test_every_argument_is_in_the_vocabulary(name):
+    missing = [
+        a for a in _arguments(name) if a not in VOCABULARY and f"{name}.{a}" not in VOCABULARY
+    ]
+    assert not missing, f"{name}: {missing} not in jopt._validation.VOCABULARY"
+
+
+@pytest.mark.parametrize("name", REFERENCES)
+def test_bad_values_raise_naming_the_argument(name):
+    factory, main = jopt.optimizers.ALL[name], dict(REFERENCES[name].main)
+    for argument in _arguments(name):
+        for value, exception in bad_values(_spec(name, argument)):
+            kwargs = {**main, argument: value}
+            raised, message = _outcome(lambda kwargs=kwargs: factory(**kwargs))
+            where = f"{name}({argument}={value!r})"
+            assert raised is exception, f"{where} raised {raised}, not {exception.__name__}"
+            assert argument in message, f"{where}: {message!r} does not name the argument"
+            if isinstance(value, (float, str)) and not isinstance(value, bool):
+                shown = value if isinstance(value, str) else repr(float(value))
+                assert shown in message, f"{where}: {message!r} does not show the value"
+
+
+@pytest.mark.parametrize("name", REFERENCES)
+def test_good_values_are_accepted(name):
+    factory, main = jopt.optimizers.ALL[name], dict(REFERENCES[name].main)
+    for argument in _arguments(name):
+        for value in good_values(_spec(name, argument)):
+            kwargs = {**main, argument: value}
+            raised, message = _outcome(lambda kwargs=kwargs: factory(**kwargs))
+            expected = _expected(name, kwargs)
+            assert raised is expected, f"{name}({argument}={value!r}): {raised} {message}"
+
+
+# --- the blocks: the same walk ---------------------------------------------------------------
+
+
+def _blocks() -> list[str]:
+    return [name for name in jopt.transforms.__all__ if returns_transformation(getattr(jopt, name))]
+
+
+# Values for the blocks' arguments that have no default.
+_BLOCK_REQUIRED = {
+    "scale": {"factor": 0.5},
+    "scale_by_learning_rate": {"learning_rate": 0.1},
+    "scale_by_schedule": {"step_size_fn": lambda count: 0.1},
+    "trace": {"decay": 0.9},
+    "clip": {"max_delta": 1.0},
+    "clip_by_global_norm": {"max_norm": 1.0},
+}
+# Arguments that are not hyperparameters: trees (or functions returning trees), checked
+# against the parameters by the wrapper they build.
+_NOT_IN_VOCABULARY = {("add_decayed_weights", "mask")}
+
+
+def _block_arguments(name: str) -> list[str]:
+    arguments = inspect.signature(getattr(jopt, name)).parameters
+    return [a for a in arguments if (name, a) not in _NOT_IN_VOCABULARY]
+
+
+@pytest.mark.parametrize("name", _blocks())
+def test_every_block_argument_is_in_the_vocabulary(name):
+    missing = [
+        a for a in _block_arguments(name) if a not in VOCABULARY and f"{name}.{a}" not in VOCABULARY
+    ]
+    assert not missing, f"{name}: {missing} not in jopt._validation.VOCABULARY"
+
+
+@pytest.mark.parametrize("name", _blocks())
+def test_bad_block_values_raise_naming_the_argument(name):
+    factory = getattr(jopt, name)
+    base = _BLOCK_REQUIRED.get(name, {})
+    for argument in _block_arguments(name):
+        if argument not in VOCABULARY and f"{name}.{argument}" not in VOCABULARY:
+            continue  # reported by the test above
+        for value, exception in bad_values(_spec(name, argument)):
+            kwargs = {**base, argument: value}
+            raised, message = _outcome(lambda kwargs=kwargs: factory(**kwargs))
+            where = f"{name}({argument}={value!r})"
+            assert raised is exception, f"{where} raised {raised}, not {exception.__name__}"
+            assert argument in message, f"{where}: {message!r} does not name the argument"
+        for value in good_values(_spec(name, argument)):
+            kwargs = {**base, argument: value}
+            raised, message = _outcome(lambda kwargs=kwargs: factory(**kwargs))
+            assert raised is None, f"{name}({argument}={value!r}): {raised} {message}"
+
+
+def test_every_block_without_defaults_has_values_here():
+    for name in _blocks():
+        parameters = inspect.signature(getattr(jopt, name)).parameters.values()
+        required = {p.name for p in parameters if p.default is inspect.Parameter.empty}
+        assert required <= set(_BLOCK_REQUIRED.get(name, {})), name
+
+
+def _live_outcome(state, argument, value):
+    return _outcome(lambda: jopt.set_hyperparams(state, **{argument: value}))
+
+
+@pytest.mark.parametrize("name", REFERENCES)
+def test_set_hyperparams_accepts_and_refuses_what_the_factory_does(name):
+    """No drift: for every live hyperparameter and every candidate value (in and out of
+    range, of every type), ``set_hyperparams`` and the factory agree."""
+    factory, main = jopt.optimizers.ALL[name], dict(REFERENCES[name].main)
+    state = jopt.inject_hyperparams(factory)(**main).init({"w": jnp.ones(3)})
+    live = sorted(state.hyperparams)
+    assert "learning_rate" in live
+    disagreements = []
+    for argument in live:
+        spec = _spec(name, argument)
+        candidates = good_values(spec) + [value for value, _ in bad_values(spec)]
+        for value in candidates:
+            if callable(value):
+                continue  # a schedule is not a value; set_hyperparams refuses it by design
+            kwargs = {**main, argument: value}
+            by_factory, _ = _outcome(lambda kwargs=kwargs: factory(**kwargs))
+            by_setter, message = _live_outcome(state, argument, value)
+            if by_factory is not by_setter:
+                disagreements.append(f"{argument}={value!r}: factory {by_factory}, "
+                                     f"set_hyperparams {by_setter} {message}")  # fmt: skip
+    assert not disagreements, "\n".join(disagreements)
+
+
+@pytest.mark.parametrize("name", REFERENCES)
+def test_traced_hyperparameters_are_not_checked_eagerly(name):
+    """Under jit a value is unknown at construction: building must not fail or block,
+    and the traced build computes what the concrete one does."""
+    factory, main = jopt.optimizers.ALL[name], dict(REFERENCES[name].main)
+    numeric = {
+        k: v for k, v in main.items() if isinstance(v, float) and not isinstance(v, bool) and v != 0
+    }
+
+    def update(hyperparams, g):
+        transformation = factory(**{**main, **hyperparams})
+        return transformation.update(g, transformation.init(g), g, **extra_args(name))[0]
+
+    g = {"w": jnp.asarray([0.5, -1.0, 2.0])}
+    traced = jax.jit(update)(numeric, g)
+    np.testing.assert_allclose(traced["w"], update(numeric, g)["w"], rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16], ids=["bfloat16", "float16"])
+def test_half_precision_hyperparameters_are_numbers(dtype):
+    """Issue 14, item 2: a 0-d array of any real floating dtype is a number."""
+    g = jnp.asarray([1.0, -2.0])
+    sgd = jopt.sgd(jnp.asarray(0.5, dtype))
+    updates, _ = sgd.update(g, sgd.init(g))
+    np.testing.assert_allclose(updates, [-0.5, 1.0])
+    adam = jopt.adam(jnp.asarray(0.5, dtype), b1=jnp.asarray(0.5, dtype))
+    updates, _ = adam.update(g, adam.init(g))
+    # The first Adam step is −η·sign(g), up to float32 bias corrections (1e-5).
+    np.testing.assert_allclose(updates, [-0.5, 0.5], rtol=1e-5)
+
 
 # (id, constructor, exception, substrings the message must contain)
 CASES = [
@@ -41,9 +310,8 @@ CASES = [
      ["nesterov", "momentum=0.0"]),
     ("nesterov-zero-array-momentum", lambda: jopt.nesterov(momentum=jnp.array(0.0)), ValueError,
      ["nesterov", "momentum="]),
-    # sgd(lr, momentum, weight_decay) by position lands the decay in `nesterov`
-    ("sgd-nesterov-not-bool", lambda: jopt.sgd(0.1, 0.9, 1e-4), TypeError,
-     ["nesterov", "0.0001"]),
+    # everything after the first argument is keyword-only
+    ("sgd-positional-momentum", lambda: jopt.sgd(0.1, 0.9), TypeError, ["positional"]),
     ("momentum-negative", lambda: jopt.momentum(momentum=-0.1), ValueError, ["momentum", "-0.1"]),
     ("rmsprop-momentum-negative", lambda: jopt.rmsprop(momentum=-0.5), ValueError,
      ["momentum", "-0.5"]),
@@ -103,7 +371,7 @@ CASES = [
     ("scale-by-learning-rate", lambda: jopt.scale_by_learning_rate(-1), ValueError,
      ["learning_rate", "-1.0"]),
     ("scale-by-schedule-not-callable", lambda: jopt.scale_by_schedule(0.1), TypeError,
-     ["schedule", "0.1"]),
+     ["step_size_fn", "0.1"]),
     ("chain-not-a-transformation", lambda: jopt.chain(jopt.identity(), "adam"), TypeError,
      ["argument 1", "'adam'"]),
     # wrappers
@@ -118,7 +386,7 @@ CASES = [
 
 def _initializer_cases():
     """Bad input to ``jopt.initializers``: kept apart so the list above never needs it."""
-    init = importlib.import_module("jopt.initializers")
+    init = jopt.initializers
     key = jax.random.key(0)
     return [
         ("xavier-1d-shape", lambda: init.xavier_uniform()(key, (3,)), ValueError,
@@ -157,23 +425,12 @@ def _check_case(make, exception, fragments):
         assert fragment in message, f"{fragment!r} not in {message!r}"
 
 
-def test_the_table_covers_every_optimizer_and_enough_inputs():
-    assert len(CASES) >= 30
-    ids = " ".join(case[0] for case in CASES)
-    for name in ["sgd", "momentum", "nesterov", "adagrad", "adadelta", "rmsprop", "adam",
-                 "adamw", "adamax"]:  # fmt: skip
-        assert f"{name}-" in ids, name
-
-
 @pytest.mark.parametrize("make, exception, fragments", [c[1:] for c in CASES],
                          ids=[c[0] for c in CASES])  # fmt: skip
 def test_bad_input_fails_at_construction(make, exception, fragments):
     _check_case(make, exception, fragments)
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("jopt.initializers") is None, reason="no jopt.initializers"
-)
 def test_bad_input_to_initializers():
     for name, make, exception, fragments in _initializer_cases():
         try:
@@ -202,31 +459,6 @@ def test_good_edge_values_are_accepted(make):
     state = transformation.init({"w": jnp.ones(2)})
     updates, _ = transformation.update({"w": jnp.ones(2)}, state, {"w": jnp.ones(2)})
     assert np.all(np.isfinite(np.asarray(updates["w"], np.float64)))
-
-
-@pytest.mark.parametrize(
-    "factory",
-    [
-        lambda h: jopt.sgd(h, momentum=h, nesterov=True, weight_decay=h),
-        lambda h: jopt.adam(h, b1=h, b2=h, eps=h, weight_decay=h),
-        lambda h: jopt.adamw(h, b1=h, weight_decay=h),
-        lambda h: jopt.rmsprop(h, decay=h, momentum=h),
-        lambda h: jopt.adadelta(h, rho=h),
-        lambda h: jopt.adagrad(h, eps=h),
-        lambda h: jopt.adamax(h, b2=h),
-    ],
-)
-def test_traced_hyperparameters_are_not_checked_eagerly(factory):
-    """Under jit the value is unknown at construction: building must not fail or block."""
-
-    @jax.jit
-    def step(h, g):
-        transformation = factory(h)
-        return transformation.update(g, transformation.init(g), g)[0]
-
-    # 0.5 is a valid value for every argument above; an invalid one would be silent.
-    out = step(jnp.float64(0.5), {"w": jnp.ones(3)})
-    assert np.all(np.isfinite(out["w"]))
 
 
 # --- structure errors ----------------------------------------------------------------
@@ -273,7 +505,7 @@ def test_an_extra_leaf_is_named():
     state = optimizer.init(_tree())
     grads = {**_tree(), "extra": jnp.ones(2)}
     message = _message(optimizer.update, grads, state)
-    assert message == "updates['extra']: present in updates but not in state"
+    assert message == "updates['extra']: present in updates but not in state.sum_of_squares"
 
 
 def test_a_leaf_against_a_subtree_is_named():
