@@ -28,7 +28,10 @@ def leaf_dtype(param: Any, dtype=None, *, real: bool = False):
         # A real storage dtype for a complex parameter sets its precision only: storing
         # a complex moment as real would drop its imaginary part.
         result = jnp.promote_types(result, jnp.complex64)
-    return real_dtype(result) if real else jnp.dtype(result)
+    result = real_dtype(result) if real else jnp.dtype(result)
+    # float64 parameters (NumPy's default) get float32 state when 64-bit types are off,
+    # as jnp.asarray would give them, instead of a truncation warning.
+    return jax.dtypes.canonicalize_dtype(result)
 
 
 def full_like(param: Any, value: Any = 0.0, dtype=None, *, real: bool = False) -> jax.Array:

@@ -337,7 +337,7 @@ VOCABULARY: Mapping[str, Spec] = MappingProxyType(
         "momentum": _DECAY,
         "eps": _NON_NEGATIVE,
         "eps_root": _NON_NEGATIVE,
-        "weight_decay": _NON_NEGATIVE,
+        "weight_decay": Real(low=0.0, schedule=True),
         "initial_accumulator_value": _NON_NEGATIVE,
         "initial_scale": _NON_NEGATIVE,
         "factor": _ANY,
@@ -497,6 +497,7 @@ VOCABULARY: Mapping[str, Spec] = MappingProxyType(
         "eval_fn": Function(optional=True),
         "callback": Function(optional=True),
         "schedule": Function(),
+        "step_size_fn": Function(),
         "factory": Function(),
         "optimizer_factory": Function(),
     }

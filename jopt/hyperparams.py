@@ -282,12 +282,7 @@ def get_hyperparams(state: Any) -> dict[str, jax.Array]:
 
 
 def _check_new_value(name: str, value: Any, old: jax.Array) -> jax.Array:
-    if hasattr(value, "shape") and np.shape(value) != np.shape(old):
-        raise ValueError(
-            f"{name} must have shape {np.shape(old)} like the value it replaces, got shape "
-            f"{np.shape(value)}"
-        )
-    as_number(name, value)  # TypeError for what is not a real number
+    as_number(name, value)  # TypeError for what is not a real 0-d number, as the factory
     # The factory's own checks, by name: one vocabulary for both.
     checked(name if name in VOCABULARY else "value", value)
     # Same dtype, shape and placement as before: a jitted step sees the same input type

@@ -129,8 +129,7 @@ def stored(x: np.ndarray, dtype: Any) -> np.ndarray:
 
 def ref_sgd(learning_rate=1e-3, *, momentum=0.0, nesterov=False, weight_decay=0.0):
     # torch.optim.SGD: g += λθ; b = μb + g (b₁ = g); d = g + μb (Nesterov) or b; θ -= ηd.
-    if nesterov and momentum == 0:
-        raise ValueError("Nesterov momentum needs momentum > 0")
+    # (torch refuses Nesterov without momentum; with μ = 0 the rule is plain SGD.)
 
     def init(p):
         return {"buf": np.zeros_like(p)}

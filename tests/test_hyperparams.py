@@ -64,12 +64,22 @@ OPTIMIZERS = [
     (
         "sgd-momentum-schedule",
         jopt.sgd,
-        dict(learning_rate=schedules.exponential_decay(0.1, 0.5, 3, staircase=True), momentum=0.9),
+        dict(
+            learning_rate=schedules.exponential_decay(
+                0.1, decay_rate=0.5, transition_steps=3, staircase=True
+            ),
+            momentum=0.9,
+        ),
     ),
     (
         "adam-schedule",
         jopt.adam,
-        dict(learning_rate=schedules.warmup_cosine_decay(0.0, 0.05, 3, 10), b1=0.8),
+        dict(
+            learning_rate=schedules.warmup_cosine_decay(
+                0.0, peak_value=0.05, warmup_steps=3, decay_steps=10
+            ),
+            b1=0.8,
+        ),
     ),
     ("sgd-live-zero-momentum", jopt.sgd, dict(learning_rate=0.1, momentum=jnp.asarray(0.0))),
 ]
@@ -144,7 +154,7 @@ def test_hyperparam_dtype():
 @pytest.mark.float64
 def test_state_types_are_the_same_after_update_so_scan_accepts_them(nested_tree):
     """init and update give states of identical structure, dtypes and weak types."""
-    schedule = schedules.cosine_decay(0.1, 5)
+    schedule = schedules.cosine_decay(0.1, decay_steps=5)
     opt = jopt.inject_hyperparams(jopt.rmsprop)(learning_rate=schedule, momentum=0.5)
     state = opt.init(nested_tree)
     grads = jax.tree.map(jnp.ones_like, nested_tree)
@@ -166,7 +176,7 @@ def test_state_types_are_the_same_after_update_so_scan_accepts_them(nested_tree)
 @pytest.mark.float64
 def test_scheduled_value_in_state_is_the_one_the_update_used():
     """At init the state holds schedule(0); after update t (1-based), schedule(t − 1)."""
-    schedule = schedules.linear(1.0, 0.0, 8)
+    schedule = schedules.linear(1.0, end_value=0.0, transition_steps=8)
     opt = jopt.inject_hyperparams(jopt.sgd)(learning_rate=schedule)
     params = jnp.zeros([])
     state = opt.init(params)
@@ -256,7 +266,7 @@ BAD_VALUES = [
     ("learning_rate", -0.1, ValueError, "learning_rate"),
     ("learning_rate", float("nan"), ValueError, "learning_rate"),
     ("learning_rate", float("inf"), ValueError, "learning_rate"),
-    ("learning_rate", np.ones(2), ValueError, "learning_rate must have shape"),
+    ("learning_rate", np.ones(2), TypeError, "learning_rate must be a scalar"),
     ("learning_rate", "fast", TypeError, "learning_rate"),
     ("learning_rate", True, TypeError, "learning_rate"),
     ("b1", 1.0, ValueError, "b1"),
@@ -372,7 +382,7 @@ def test_scheduled_hyperparameters_are_in_state_hyperparams_as_in_optax():
 
 
 def test_jopt_optimizers_keep_scheduled_values_in_state_hyperparams():
-    schedule = schedules.linear(0.1, 0.0, 4)
+    schedule = schedules.linear(0.1, end_value=0.0, transition_steps=4)
     injected = jopt.inject_hyperparams(jopt.adam)(learning_rate=schedule, b1=0.8)
     params = jnp.ones(3)
     state = injected.init(params)
@@ -434,7 +444,7 @@ def test_half_precision_hyperparam_dtype():
     np.testing.assert_allclose(updates, -0.10009765625, rtol=1e-6)
     # Adam's b2 = 0.999 rounds to 1.0 in bfloat16: refused as out of range, by name,
     # not as "not a number".
-    with pytest.raises(ValueError, match=r"b2 .*1\.0"):
+    with pytest.raises(ValueError, match=r"b2.*1\.0"):
         jopt.inject_hyperparams(jopt.adam, hyperparam_dtype=jnp.bfloat16)(1e-3)
 
 

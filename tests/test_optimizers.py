@@ -201,3 +201,17 @@ def test_bfloat16_adam_takes_a_nonzero_first_step():
     )
     new_params = jopt.apply_updates(params, updates * 100)  # visible at bfloat16 precision
     assert np.all(np.asarray(new_params != params))
+
+
+@pytest.mark.parametrize("momentum", [0.0, np.float32(0.0)], ids=["literal", "array"])
+def test_nesterov_without_momentum_is_plain_gradient_descent(momentum):
+    # With γ = 0 the look-ahead update g + γ·buf is g itself: θ ← θ − η·g, restated here.
+    momentum = jnp.asarray(momentum) if isinstance(momentum, np.floating) else momentum
+    optimizer = jopt.sgd(0.1, momentum=momentum, nesterov=True)
+    theta = np.array([1.0, -2.0, 0.5], np.float32)
+    params, state = jnp.asarray(theta), optimizer.init(jnp.asarray(theta))
+    for _ in range(5):
+        updates, state = optimizer.update(params * 3.0, state, params)
+        params = jopt.apply_updates(params, updates)
+        theta = theta - np.float32(0.1) * (theta * np.float32(3.0))
+    np.testing.assert_allclose(params, theta, rtol=1e-6)

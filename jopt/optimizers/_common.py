@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from jopt._core import GradientTransformation
-from jopt._validation import as_number, check, is_static_zero
+from jopt._validation import check, is_static_zero
 from jopt.transforms import add_decayed_weights, trace
 
 
@@ -30,8 +30,11 @@ def weight_decay_block(weight_decay: Any) -> list[GradientTransformation]:
 
 
 def momentum_block(momentum: Any, nesterov: bool = False) -> list[GradientTransformation]:
-    """``trace(γ, nesterov=…)``, left out for a literal 0; Nesterov needs γ > 0."""
+    """``trace(γ, nesterov=…)``, left out for a literal 0.
+
+    Nesterov's look-ahead with γ = 0 is plain gradient descent, so ``nesterov=True``
+    with ``momentum=0`` is accepted (torch refuses it): a live momentum set to 0 with
+    :func:`jopt.set_hyperparams` is then no different from one built that way.
+    """
     check(momentum=momentum, nesterov=nesterov)
-    if nesterov and as_number("momentum", momentum) == 0:
-        raise ValueError(f"nesterov=True needs momentum > 0, got momentum={momentum!r}")
     return optional(trace, momentum, nesterov=nesterov)

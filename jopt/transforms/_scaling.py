@@ -63,7 +63,7 @@ def scale_by_schedule(step_size_fn: Schedule) -> GradientTransformation:
     The first update uses ``step_size_fn(0)``, as optax does, and as a torch
     ``LRScheduler`` stepped once after every optimizer step.
     """
-    check(schedule=step_size_fn)
+    check(step_size_fn=step_size_fn)
 
     def update(updates, state, params=None, **extra_args):
         del extra_args
