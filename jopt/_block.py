@@ -97,13 +97,18 @@ class Field:
         return Field("custom", init=init)
 
     @staticmethod
-    def scalar(value: Any = 0.0, dtype: Any = jnp.float32) -> Field:
-        """One 0-d value for the whole tree, replicated; updated by ``block(step=…)``."""
+    def scalar(value: Any = 0.0, dtype: Any = None) -> Field:
+        """One 0-d value for the whole tree, replicated; updated by ``block(step=…)``.
+
+        ``dtype`` defaults to the default float dtype when ``init`` runs (float64 with
+        64-bit types on, float32 otherwise).
+        """
         return Field("scalar", value, dtype)
 
     def build(self, params: Any) -> Any:
         if self.kind == "scalar":
-            return _placement.scalar_like(params, self.value, self.dtype)
+            dtype = self.dtype if self.dtype is not None else jnp.result_type(float)
+            return _placement.scalar_like(params, self.value, dtype)
 
         def leaf(p):
             if not _numerics.is_trainable(p):
