@@ -335,6 +335,8 @@ def main(argv=None) -> None:
         path.write_text(json.dumps(record, indent=1) + "\n")
         first, last = record["loss_history"][0], record["loss_history"][-1]
         print(f"{path.name:34s} loss {first:.4f} -> {last:.4f}  ({path.stat().st_size} bytes)")
+    if not args.names:  # torch.optim.LBFGS has its own generator, tools/golden_lbfgs.py
+        __import__("golden_lbfgs").main(["--out", str(args.out / "lbfgs")])
 
 
 if __name__ == "__main__":

@@ -1,0 +1,380 @@
+"""L-BFGS against torch.optim.LBFGS (golden files) and a float64 NumPy restatement.
+
+``tools/golden_lbfgs.py`` ran ``torch.optim.LBFGS(max_iter=1, max_eval=26)`` in
+float64 and wrote every step's loss and parameters, and torch's whole state at a few
+steps, to ``tests/golden/lbfgs/``.  Here ``jopt.lbfgs`` replays each run in closed loop
+(its gradients and line-search evaluations taken at its own parameters) and must agree
+to 1e-10 relative.
+
+``ref_lbfgs`` below restates the algorithm in NumPy (the two-loop recursion of Nocedal
+& Wright's algorithm 7.4 and the bracketing/zoom line search of their algorithms 3.5
+and 3.6, in torch's variant), written from the textbook with its own control flow; it
+is proven against the same golden files, then used as the oracle for what torch cannot
+record: pytrees, float32, schedules.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from golden_replay import mlp_tanh_v1_loss
+
+import jopt
+from jopt.transforms import LbfgsState
+
+GOLDEN = Path(__file__).parent / "golden" / "lbfgs"
+NAMES = (
+    "strong_wolfe",
+    "strong_wolfe_history3",
+    "fixed_step",
+    "quadratic_strong_wolfe",
+    "quadratic_tolerance_grad",
+)
+RTOL = 1e-10
+
+
+# --- the NumPy restatement (a registry reference: see ref_lbfgs) -----------------------
+
+
+def _cubic_step(a, b, lo=None, hi=None):
+    """Minimizer of the cubic through the points ``a = (t, f, f')`` and ``b``, clipped
+    to ``[lo, hi]`` (default: between them); the midpoint if the cubic has none."""
+    (x1, f1, g1), (x2, f2, g2) = a[:3], b[:3]
+    if lo is None:
+        lo, hi = min(x1, x2), max(x1, x2)
+    theta = g1 + g2 - 3 * (f1 - f2) / (x1 - x2)
+    disc = theta * theta - g1 * g2
+    if not disc >= 0:
+        return (lo + hi) / 2
+    root = math.sqrt(disc)
+    if x1 > x2:
+        (x1, f1, g1), (x2, f2, g2) = (x2, f2, g2), (x1, f1, g1)
+    t = x2 - (x2 - x1) * ((g2 + root - theta) / (g2 - g1 + 2 * root))
+    return min(max(t, lo), hi)
+
+
+def ref_strong_wolfe(phi, f0, g0, d, t, tolerance_change, max_extra=25, c1=1e-4, c2=0.9):
+    """Strong-Wolfe search along ``d``: ``phi(t) -> (f, g)``; returns ``(t, f, g, calls)``.
+
+    Points are ``(t, f, f'(t) = gᵀd, g)``.  Bracketing from ``t``, extrapolating by
+    cubic steps into ``[t + 0.01·(t − t_prev), 10·t]``; then zoom on ``(lo, hi)``,
+    ``lo`` the end with the lower f, with trials kept off the ends as torch does.
+    """
+    start = (0.0, f0, g0 @ d, g0)
+    calls, prev, lo, hi = 0, start, None, None
+
+    def evaluate(step):
+        nonlocal calls
+        calls += 1
+        f, g = phi(step)
+        return (step, f, g @ d, g)
+
+    new = evaluate(t)
+    while lo is None:
+        extra = calls - 1
+        if extra >= max_extra:
+            lo = start if start[1] <= new[1] else new
+            return lo[0], lo[1], lo[3], calls
+        if new[1] > f0 + c1 * new[0] * start[2] or (extra > 1 and new[1] >= prev[1]):
+            lo, hi = (prev, new) if prev[1] <= new[1] else (new, prev)
+        elif abs(new[2]) <= -c2 * start[2]:
+            return new[0], new[1], new[3], calls
+        elif new[2] >= 0:
+            lo, hi = (prev, new) if prev[1] <= new[1] else (new, prev)
+        else:
+            t_next = _cubic_step(prev, new, new[0] + 0.01 * (new[0] - prev[0]), 10 * new[0])
+            prev, new = new, evaluate(t_next)
+    near_before = False
+    while calls - 1 < max_extra:
+        if abs(hi[0] - lo[0]) * np.max(np.abs(d)) < tolerance_change:
+            break
+        left, right = min(lo[0], hi[0]), max(lo[0], hi[0])
+        t = _cubic_step(lo, hi)
+        margin = 0.1 * (right - left)
+        if min(right - t, t - left) < margin:
+            if near_before or t >= right or t <= left:
+                t = right - margin if abs(t - right) < abs(t - left) else left + margin
+                near_before = False
+            else:
+                near_before = True
+        else:
+            near_before = False
+        new = evaluate(t)
+        if new[1] > f0 + c1 * t * start[2] or new[1] >= lo[1]:
+            lo, hi = (lo, new) if lo[1] <= new[1] else (new, lo)
+            continue
+        if abs(new[2]) <= -c2 * start[2]:
+            lo = new
+            break
+        if new[2] * (hi[0] - lo[0]) >= 0:
+            hi = lo
+        lo = new
+    return lo[0], lo[1], lo[3], calls
+
+
+def ref_lbfgs(
+    learning_rate=1.0,
+    history_size=100,
+    tolerance_grad=1e-7,
+    tolerance_change=1e-9,
+    line_search="strong_wolfe",
+):
+    """torch.optim.LBFGS with ``max_iter=1, max_eval=26``, one iteration per step.
+
+    On float64 vectors: ``init(x) -> state``;
+    ``step(x, g, state, *, value, value_and_grad) -> (new_x, new_state)`` where ``g``
+    and ``value`` are ∇f and f at ``x`` and ``value_and_grad(x) -> (f, ∇f)`` (both
+    needed only with the line search).  ``learning_rate`` may be ``count -> η``.
+    """
+
+    def init(x):
+        zeros = np.zeros_like(x)
+        return {
+            "count": 0,
+            "d": zeros,
+            "t": 0.0,
+            "pairs": [],
+            "gamma": 1.0,
+            "prev_g": zeros,
+            "prev_value": math.nan,
+            "evaluations": 0,
+        }
+
+    def direction(g, pairs, gamma):
+        q, alphas = -g, []
+        for s, y, rho in reversed(pairs):
+            alphas.append(rho * (s @ q))
+            q = q - alphas[-1] * y
+        r = gamma * q
+        for (s, y, rho), alpha in zip(pairs, reversed(alphas), strict=True):
+            r = r + (alpha - rho * (y @ r)) * s
+        return r
+
+    def step(x, g, state, *, value=None, value_and_grad=None):
+        if np.max(np.abs(g)) <= tolerance_grad:
+            return x, state
+        pairs, gamma = list(state["pairs"]), state["gamma"]
+        y, s = g - state["prev_g"], state["d"] * state["t"]
+        if y @ s > 1e-10:
+            pairs, gamma = (pairs + [(s, y, 1 / (y @ s))])[-history_size:], (y @ s) / (y @ y)
+        lr = learning_rate(state["count"]) if callable(learning_rate) else learning_rate
+        t = lr * min(1.0, 1.0 / np.sum(np.abs(g))) if state["count"] == 0 else lr
+        d = direction(g, pairs, gamma)
+        new = {
+            **state,
+            "count": state["count"] + 1,
+            "d": d,
+            "t": t,
+            "pairs": pairs,
+            "gamma": gamma,
+            "prev_g": g,
+            "prev_value": value,
+        }
+        if g @ d > -tolerance_change:
+            return x, new
+        if line_search is not None:
+            t, _, _, calls = ref_strong_wolfe(
+                lambda step: value_and_grad(x + step * d), value, g, d, t, tolerance_change
+            )
+            new.update(t=t, evaluations=state["evaluations"] + calls)
+        return x + t * d, new
+
+    return init, step
+
+
+# --- golden files ----------------------------------------------------------------------
+
+
+def _decode(value):
+    if isinstance(value, dict):
+        if set(value) == {"shape", "data"}:
+            return np.asarray(value["data"], np.float64).reshape(value["shape"])
+        return {k: _decode(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_decode(v) for v in value]
+    return value
+
+
+def load(name: str) -> dict:
+    return _decode(json.loads((GOLDEN / f"{name}.json").read_text()))
+
+
+def quadratic_v1_loss(params, a, c):
+    e = params["w"] - c
+    return 0.5 * e @ (a @ e) + 1.0
+
+
+def golden_problem(record):
+    """The loss (of a params dict) and the initial params, as jax float64 arrays."""
+    data = [jnp.asarray(v) for v in record["data"].values()]
+    loss = {"mlp_tanh_v1": mlp_tanh_v1_loss, "quadratic_v1": quadratic_v1_loss}[record["model"]]
+    params = {k: jnp.asarray(record["initial_params"][k]) for k in record["param_order"]}
+    return (lambda p: loss(p, *data)), params
+
+
+def jopt_kwargs(record) -> dict:
+    """The ``docs/porting.md`` mapping of the recorded torch call."""
+    hp = dict(record["hyperparameters"])
+    assert (hp.pop("max_iter"), hp.pop("max_eval")) == (1, 26)
+    kwargs = {"learning_rate": hp.pop("lr"), "line_search": hp.pop("line_search_fn")}
+    kwargs.update(hp)  # history_size, tolerance_grad, tolerance_change: same names
+    return kwargs
+
+
+def chronological(state: LbfgsState, field: str) -> np.ndarray:
+    """A history field, oldest pair first (torch's list order)."""
+    m, length = state.rho_history.shape[0], int(state.history_length)
+    order = [(int(state.history_next) - length + i) % m for i in range(length)]
+    return np.asarray(getattr(state, field))[order]
+
+
+def assert_close(actual, expected, what):
+    np.testing.assert_allclose(
+        np.asarray(actual, np.float64), expected, rtol=RTOL, atol=0, err_msg=what
+    )
+
+
+def _field_scales(record: dict) -> dict[str, float]:
+    """The largest magnitude each torch state vector reached over the checkpoints."""
+    scales: dict[str, float] = {}
+    for point in record["checkpoints"]:
+        for name, value in point["state"].items():
+            if isinstance(value, list) and value and isinstance(value[0], np.ndarray):
+                value = np.stack(value)
+            if isinstance(value, np.ndarray) and value.ndim:
+                scales[name] = max(scales.get(name, 0.0), float(np.max(np.abs(value))))
+    return scales
+
+
+def assert_torch_state(state: LbfgsState, torch_state: dict, step: int, record: dict):
+    """Scalars to 1e-10 relative; vectors to 1e-10 of the scale the field reaches in
+    the run (a gradient near a minimum is the small difference of large terms, so
+    its own entries carry larger relative rounding)."""
+    order = record["param_order"]
+    sizes = [record["initial_params"][k].size for k in order]
+    scales = _field_scales(record)
+
+    def reorder(vector):  # torch's param_order to the tree's leaf order
+        parts = dict(zip(order, np.split(vector, np.cumsum(sizes)[:-1]), strict=True))
+        return np.concatenate(jax.tree.leaves(parts))
+
+    def vectors(ours, name):
+        theirs = torch_state[name]
+        if isinstance(theirs, list):  # a history, oldest first
+            theirs = np.stack([reorder(v) for v in theirs] or [np.zeros(sum(sizes))])[: len(theirs)]
+        else:
+            theirs = reorder(theirs)
+        assert np.shape(ours) == theirs.shape, (name, step)
+        error = np.max(np.abs(np.asarray(ours) - theirs), initial=0.0)
+        assert error <= RTOL * scales[name], f"{name} at step {step}: {error:.2e}"
+
+    assert int(state.count) == torch_state["n_iter"], step
+    for ours, name in (
+        (state.step_size, "t"),
+        (state.h_diag, "H_diag"),
+        (state.prev_value, "prev_loss"),
+    ):
+        assert_close(ours, torch_state[name], f"{name} at step {step}")
+    assert_close(chronological(state, "rho_history"), np.asarray(torch_state["ro"]), "ro")
+    vectors(state.direction, "d")
+    vectors(state.prev_grad, "prev_flat_grad")
+    vectors(chronological(state, "y_history"), "old_dirs")
+    vectors(chronological(state, "s_history"), "old_stps")
+
+
+def test_golden_files_are_the_listed_configurations():
+    assert sorted(p.stem for p in GOLDEN.glob("*.json")) == sorted(NAMES)
+
+
+def _closed_loop(optimizer, loss, params, steps):
+    """``(loss before, params after, state after)`` for each of ``steps`` updates."""
+    state = optimizer.init(params)
+
+    @jax.jit
+    def step(params, state):
+        value, grad = jax.value_and_grad(loss)(params)
+        updates, state = optimizer.update(
+            grad, state, params, value=value, grad=grad, value_fn=loss
+        )
+        return jopt.apply_updates(params, updates), state, value
+
+    out = []
+    for _ in range(steps):
+        params, state, value = step(params, state)
+        out.append((value, params, state))
+    return out
+
+
+@pytest.mark.float64
+@pytest.mark.parametrize("name", NAMES)
+def test_golden_replay_matches_torch(name):
+    record = load(name)
+    loss, params = golden_problem(record)
+    run = _closed_loop(jopt.lbfgs(**jopt_kwargs(record)), loss, params, record["num_steps"])
+    checkpoints = {c["step"]: c["state"] for c in record["checkpoints"]}
+    for k, (value, params, state) in enumerate(run, start=1):
+        assert_close(value, record["loss_history"][k - 1], f"loss before step {k}")
+        for key, expected in record["params_history"][k - 1].items():
+            assert_close(params[key], expected, f"params[{key!r}] after step {k}")
+        # torch counts its closure call at the start of every step as well.
+        assert k + int(state.evaluations) == record["func_evals_history"][k - 1]
+        assert int(state.count) == record["n_iter_history"][k - 1]
+        if k in checkpoints:
+            assert_torch_state(state, checkpoints[k], k, record)
+
+
+@pytest.mark.float64
+def test_converged_updates_are_zero_and_keep_the_state():
+    """After torch's early return (max|g| ≤ tolerance_grad) jopt's update is exactly
+    zero and its state (torch's fields) stays as it was."""
+    record = load("quadratic_tolerance_grad")
+    loss, params = golden_problem(record)
+    run = _closed_loop(jopt.lbfgs(**jopt_kwargs(record)), loss, params, record["num_steps"])
+    frozen = [
+        k
+        for k in range(1, len(run))
+        if record["n_iter_history"][k] == record["n_iter_history"][k - 1]
+    ]
+    assert frozen, "the golden run never met tolerance_grad"
+    for k in frozen:
+        (_, before, old), (_, after, new) = run[k - 1], run[k]
+        assert all(np.array_equal(before[p], after[p]) for p in before)
+        for field in LbfgsState._fields:
+            if field not in ("value", "grad"):
+                assert np.array_equal(getattr(old, field), getattr(new, field)), field
+
+
+@pytest.mark.float64
+@pytest.mark.parametrize("name", NAMES)
+def test_reference_replays_torch(name):
+    """The NumPy restatement follows the torch runs too: it is an oracle of its own."""
+    record = load(name)
+    loss, params = golden_problem(record)
+    keys = record["param_order"]
+    shapes = [np.shape(params[k]) for k in keys]
+    sizes = [math.prod(s) for s in shapes]
+
+    def unflat(x):
+        parts = np.split(x, np.cumsum(sizes)[:-1])
+        return {k: jnp.asarray(p.reshape(s)) for k, p, s in zip(keys, parts, shapes, strict=True)}
+
+    def value_and_grad(x):
+        value, grad = jax.value_and_grad(loss)(unflat(x))
+        return float(value), np.concatenate([np.ravel(grad[k]) for k in keys])
+
+    init, step = ref_lbfgs(**jopt_kwargs(record))
+    x = np.concatenate([np.ravel(params[k]) for k in keys])
+    state = init(x)
+    for k in range(1, record["num_steps"] + 1):
+        value, grad = value_and_grad(x)
+        np.testing.assert_allclose(value, record["loss_history"][k - 1], rtol=RTOL)
+        x, state = step(x, grad, state, value=value, value_and_grad=value_and_grad)
+        expected = np.concatenate([np.ravel(record["params_history"][k - 1][p]) for p in keys])
+        np.testing.assert_allclose(x, expected, rtol=RTOL, atol=0)
+        assert k + state["evaluations"] == record["func_evals_history"][k - 1]
