@@ -15,6 +15,8 @@ record: pytrees, float32, schedules.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import math
 from pathlib import Path
@@ -27,6 +29,7 @@ from golden_replay import mlp_tanh_v1_loss
 
 import jopt
 from jopt.transforms import LbfgsState
+from jopt.transforms._lbfgs import strong_wolfe
 
 GOLDEN = Path(__file__).parent / "golden" / "lbfgs"
 NAMES = (
@@ -289,7 +292,80 @@ def assert_torch_state(state: LbfgsState, torch_state: dict, step: int, record: 
 
 
 def test_golden_files_are_the_listed_configurations():
-    assert sorted(p.stem for p in GOLDEN.glob("*.json")) == sorted(NAMES)
+    assert sorted(p.stem for p in GOLDEN.glob("*.json")) == sorted([*NAMES, "line_search"])
+
+
+# The functions of the line-search golden file (tools/golden_lbfgs.py).
+LINE_FUNCTIONS = {
+    "rosenbrock": lambda x: 100 * (x[1] - x[0] ** 2) ** 2 + (1 - x[0]) ** 2,
+    "wavy": lambda x: jnp.sum(jnp.sin(3 * x) + 0.1 * x**2),
+}
+
+
+def _line_search_cases():
+    return load("line_search")["cases"]
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _search_slice(name, x, d, t0, tolerance_change, max_steps):
+    fn = LINE_FUNCTIONS[name]
+    value, grad = jax.value_and_grad(fn)(x)
+
+    def value_and_grad(t):
+        return jax.value_and_grad(fn)(x + t * d)
+
+    return strong_wolfe(
+        value_and_grad, d, t0, value, grad, tolerance_change=tolerance_change, max_steps=max_steps
+    )
+
+
+@pytest.mark.float64
+def test_line_search_matches_torch():
+    """Every case of torch's own line search, each branch of it taken somewhere."""
+    for i, case in enumerate(_line_search_cases()):
+        found = _search_slice(
+            case["function"],
+            jnp.asarray(case["x"]),
+            jnp.asarray(case["d"]),
+            case["t0"],
+            case["tolerance_change"],
+            case["max_ls"],
+        )
+        assert int(found.evaluations) == case["evaluations"], i
+        for ours, theirs in zip(found[:3], (case["t"], case["f"], case["g"]), strict=True):
+            assert_close(ours, theirs, f"case {i}")
+
+
+def _numpy_slice_function(name):
+    """The line-search functions with their gradients, in NumPy."""
+    if name == "rosenbrock":
+
+        def fg(x):
+            r = x[1] - x[0] ** 2
+            g = np.array([-400 * x[0] * r - 2 * (1 - x[0]), 200 * r])
+            return 100 * r**2 + (1 - x[0]) ** 2, g
+
+        return fg
+    return lambda x: (np.sum(np.sin(3 * x) + 0.1 * x**2), 3 * np.cos(3 * x) + 0.2 * x)
+
+
+@pytest.mark.float64
+def test_reference_line_search_matches_torch():
+    for i, case in enumerate(_line_search_cases()):
+        fg, x, d = _numpy_slice_function(case["function"]), case["x"], case["d"]
+        f0, g0 = fg(x)
+        t, f, g, calls = ref_strong_wolfe(
+            lambda t, fg=fg, x=x, d=d: fg(x + t * d),
+            f0,
+            g0,
+            d,
+            case["t0"],
+            case["tolerance_change"],
+            max_extra=case["max_ls"],
+        )
+        assert calls == case["evaluations"], i
+        np.testing.assert_allclose([t, f], [case["t"], case["f"]], rtol=RTOL, err_msg=f"{i}")
+        np.testing.assert_allclose(g, case["g"], rtol=RTOL, err_msg=f"case {i}")
 
 
 def _closed_loop(optimizer, loss, params, steps):
@@ -298,7 +374,7 @@ def _closed_loop(optimizer, loss, params, steps):
 
     @jax.jit
     def step(params, state):
-        value, grad = jax.value_and_grad(loss)(params)
+        value, grad = jax.value_and_grad(loss, allow_int=True)(params)
         updates, state = optimizer.update(
             grad, state, params, value=value, grad=grad, value_fn=loss
         )
@@ -378,3 +454,159 @@ def test_reference_replays_torch(name):
         expected = np.concatenate([np.ravel(record["params_history"][k - 1][p]) for p in keys])
         np.testing.assert_allclose(x, expected, rtol=RTOL, atol=0)
         assert k + state["evaluations"] == record["func_evals_history"][k - 1]
+
+
+# --- jopt against the restatement ------------------------------------------------------
+
+
+def nested_rosenbrock(params):
+    """Rosenbrock's function of all float leaves, in tree order (integer leaves unused)."""
+    x = jnp.concatenate([jnp.ravel(v) for v in jax.tree.leaves(params) if v.dtype.kind == "f"])
+    return jnp.sum(10.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1 - x[:-1]) ** 2)
+
+
+def _reference_run(kwargs, params, steps, dtype=np.float64):
+    """The restatement on the tree's float leaves as one float64 vector."""
+    floats = [v for v in jax.tree.leaves(params) if v.dtype.kind == "f"]
+    shapes = [v.shape for v in floats]
+
+    def value_and_grad(x):
+        parts = np.split(x, np.cumsum([math.prod(s) for s in shapes])[:-1])
+        vector = jnp.concatenate([jnp.asarray(p, dtype) for p in parts])
+        value, grad = jax.value_and_grad(lambda v: nested_rosenbrock({"v": v}))(vector)
+        return float(value), np.asarray(grad, np.float64)
+
+    init, step = ref_lbfgs(**kwargs)
+    x = np.concatenate([np.ravel(np.asarray(v, np.float64)) for v in floats])
+    state, path = init(x), []
+    for _ in range(steps):
+        value, grad = value_and_grad(x)
+        x, state = step(x, grad, state, value=value, value_and_grad=value_and_grad)
+        path.append(x)
+    return path
+
+
+def _tree(dtype=jnp.float64):
+    return {
+        "a": jnp.array([-1.2, 1.0, 0.3], dtype),
+        "b": {"c": jnp.full((2, 2), 0.7, dtype), "n": jnp.int32(3)},
+        "d": jnp.asarray(-0.5, dtype),
+    }
+
+
+def _flat(params):
+    return np.concatenate([np.ravel(v) for v in jax.tree.leaves(params) if v.dtype.kind == "f"])
+
+
+@pytest.mark.float64
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {},
+        {"history_size": 2},
+        {"learning_rate": 0.05, "line_search": None},
+        {"learning_rate": lambda count: 0.1 / (1 + count), "line_search": None},
+    ],
+    ids=["defaults", "history_size=2", "fixed_step", "schedule"],
+)
+def test_pytree_matches_reference(kwargs):
+    """A nested tree with a 0-d leaf and an integer leaf: the float leaves are one
+    vector, in tree order; the integer leaf is carried along untouched."""
+    params = _tree()
+    run = _closed_loop(jopt.lbfgs(**kwargs), nested_rosenbrock, params, 12)
+    expected = _reference_run(kwargs, params, 12)
+    for k, ((_, ours, _), theirs) in enumerate(zip(run, expected, strict=True)):
+        np.testing.assert_allclose(_flat(ours), theirs, rtol=RTOL, err_msg=f"step {k + 1}")
+        assert int(ours["b"]["n"]) == 3 and ours["b"]["n"].dtype == jnp.int32
+
+
+def test_float32():
+    """64-bit types off, as users run: float32 throughout, close to the float64 path."""
+    params = _tree(jnp.float32)
+    run = _closed_loop(jopt.lbfgs(), nested_rosenbrock, params, 6)
+    expected = _reference_run({}, params, 6, dtype=np.float32)
+    for (value, ours, state), theirs in zip(run, expected, strict=True):
+        assert all(v.dtype == jnp.float32 for v in jax.tree.leaves(ours) if v.dtype.kind == "f")
+        assert state.direction.dtype == jnp.float32 and value.dtype == jnp.float32
+        np.testing.assert_allclose(_flat(ours), theirs, rtol=1e-4, atol=1e-5)
+
+
+def test_fixed_step_needs_no_loss():
+    """Without a line search ``update(grads, state)`` is enough, as for any optimizer."""
+    optimizer = jopt.lbfgs(0.1, line_search=None)
+    params = {"w": jnp.array([1.0, -2.0])}
+    state = optimizer.init(params)
+    updates, state = optimizer.update({"w": jnp.array([0.5, 0.5])}, state)
+    # First iteration: t = min(1, 1/‖g‖₁)·η = 0.1 and d = −g.
+    np.testing.assert_allclose(updates["w"], [-0.05, -0.05], rtol=1e-6)
+    assert state.value is None and state.grad is None
+
+
+def test_registered_with_the_specified_signature():
+    assert jopt.optimizers.ALL["lbfgs"] is jopt.lbfgs
+    assert jopt.optimizers.DEMO_LEARNING_RATES["lbfgs"] == 1.0
+    signature = inspect.signature(jopt.lbfgs)
+    defaults = {k: p.default for k, p in signature.parameters.items()}
+    assert defaults == {
+        "learning_rate": 1.0,
+        "history_size": 100,
+        "tolerance_grad": 1e-7,
+        "tolerance_change": 1e-9,
+        "line_search": "strong_wolfe",
+    }
+    kinds = [p.kind for p in signature.parameters.values()]
+    assert kinds[1:] == [inspect.Parameter.KEYWORD_ONLY] * 4
+
+
+# --- bad input -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "fragment"),
+    [
+        ({"learning_rate": -1.0}, ValueError, "learning_rate"),
+        ({"history_size": 0}, ValueError, "history_size"),
+        ({"history_size": 2.0}, TypeError, "history_size"),
+        ({"tolerance_grad": -1e-7}, ValueError, "tolerance_grad"),
+        ({"tolerance_change": "small"}, TypeError, "tolerance_change"),
+        ({"line_search": "armijo"}, ValueError, "line_search"),
+        ({"line_search": True}, TypeError, "line_search"),
+    ],
+)
+def test_bad_hyperparameters_are_named(kwargs, error, fragment):
+    with pytest.raises(error, match=fragment):
+        jopt.lbfgs(**kwargs)
+
+
+def test_positional_hyperparameters_are_refused():
+    with pytest.raises(TypeError):
+        jopt.lbfgs(1.0, 10)
+
+
+@pytest.mark.parametrize("missing", ["params", "value", "value_fn"])
+def test_line_search_names_what_it_needs(missing):
+    params = {"w": jnp.array([1.0, 2.0])}
+    optimizer = jopt.lbfgs()
+    arguments = {"params": params, "value": jnp.float32(5.0), "value_fn": nested_rosenbrock}
+    arguments[missing] = None
+    with pytest.raises(ValueError, match=missing):
+        optimizer.update(
+            {"w": jnp.array([1.0, 1.0])},
+            optimizer.init(params),
+            arguments["params"],
+            value=arguments["value"],
+            value_fn=arguments["value_fn"],
+        )
+
+
+def test_mismatched_trees_and_states_are_named():
+    optimizer = jopt.lbfgs(line_search=None)
+    state = optimizer.init({"w": jnp.zeros(2)})
+    with pytest.raises(ValueError, match="params"):
+        optimizer.update({"w": jnp.zeros(2)}, state, {"v": jnp.zeros(2)})
+    with pytest.raises(ValueError, match="trainable entries"):
+        optimizer.update({"w": jnp.zeros(3)}, state)
+    with pytest.raises(ValueError, match="LbfgsState"):
+        optimizer.update({"w": jnp.zeros(2)}, jopt.sgd(0.1).init({"w": jnp.zeros(2)}))
+    with pytest.raises(TypeError, match="complex"):
+        optimizer.init({"w": jnp.zeros(2, jnp.complex64)})

@@ -30,6 +30,12 @@ after each step), and ``checkpoints``: after the steps listed, torch's whole sta
 under its own names (``d``, ``t``, ``old_dirs``, ``old_stps``, ``ro``, ``H_diag``,
 ``prev_flat_grad``, ``prev_loss``, ``n_iter``, ``func_evals``), the histories as lists
 from oldest to newest.  Arrays are ``{"shape", "data"}`` as in ``make_golden.py``.
+
+``line_search.json`` holds torch's strong-Wolfe line search alone (``_strong_wolfe``
+of ``torch/optim/lbfgs.py``), run on many one-dimensional slices of two functions
+(``LINE_FUNCTIONS``) from many starting steps, so that every branch of the
+bracketing and zoom phases is taken: each case has ``function``, ``x``, ``d``, ``t0``,
+``tolerance_change``, ``max_ls`` and torch's ``t``, ``f``, ``g`` and ``evaluations``.
 """
 
 from __future__ import annotations
@@ -92,6 +98,106 @@ def problem(model: str):
 
         return data, init, ("w",), loss
     raise ValueError(model)
+
+
+# The line-search functions, restated in the tests: ``rosenbrock`` (2-D) and
+# ``wavy`` (3-D, ``Σ sin(3·xᵢ) + 0.1·xᵢ²``, many local minima along a line).
+LINE_FUNCTIONS = {
+    "rosenbrock": lambda x: 100 * (x[1] - x[0] ** 2) ** 2 + (1 - x[0]) ** 2,
+    "wavy": lambda x: torch.sum(torch.sin(3 * x) + 0.1 * x**2),
+}
+
+
+def _slice(fn, noise: float, rng: np.random.Generator):
+    """``(x, t, d) -> (f, ∇f)`` at ``x + t·d``; with ``noise``, both perturbed by that
+    relative amount, as another implementation's rounding would."""
+
+    def value_and_grad(x, t, d):
+        point = (x + t * d).detach().requires_grad_(True)
+        value = fn(point)
+        (grad,) = torch.autograd.grad(value, point)
+        if noise:
+            value = value * (1 + noise * rng.normal())
+            grad = grad * (1 + noise * torch.tensor(rng.normal(size=grad.shape)))
+        return float(value.detach()), grad.detach()
+
+    return value_and_grad
+
+
+def _draw_case(i: int, rng: np.random.Generator) -> dict:
+    name = ("rosenbrock", "wavy")[i % 2]
+    x = torch.tensor(rng.normal(size=2 if name == "rosenbrock" else 3) * 1.5)
+    _, g = _slice(LINE_FUNCTIONS[name], 0.0, rng)(x, 0.0, x)
+    d = -g if i % 3 == 0 else torch.tensor(rng.normal(size=x.shape))
+    d = (-d if float(g @ d) > 0 else d) * 10 ** rng.uniform(-2, 1)
+    t0 = float(10 ** rng.uniform(-4, 2))
+    if i % 6 == 5:  # a unit direction and a step near a wave: f rises and falls again
+        d, t0 = d / d.norm(), float(10 ** rng.uniform(-1.3, 0.3))
+    scale = t0 * float(d.abs().max())  # the zoom stops once |Δt|·max|d| < tolerance_change
+    return {
+        "function": name,
+        "x": x,
+        "d": d,
+        "t0": t0,
+        "tolerance_change": scale * 10 ** rng.uniform(-3, -0.5) if i % 4 == 3 else 1e-9,
+        "max_ls": int(rng.integers(1, 6)) if i % 5 == 4 else 25,
+    }
+
+
+# A slice of ``wavy`` on which torch's rule "f rose since the previous trial", applied
+# from the third trial on only (``ls_iter > 1``), decides the outcome: the second trial
+# overshoots a minimum and satisfies the strong Wolfe conditions with f above the
+# first's.  Found by a search over random slices (4 in 20,000, this one the only one
+# insensitive to rounding).  (function, x, d, t0).
+DIRECTED = (
+    ("wavy", [1.7416917558781435, -1.9391744725202757, -1.4078145888752256],
+     [-0.15475038489843881, 0.5599946612029182, 0.8139154119427976], 2.7585059289314486),
+)  # fmt: skip
+
+
+def _robust_torch_search(case: dict, noise_rng: np.random.Generator) -> dict | None:
+    """torch's answer for ``case``, or None when rounding-level noise changes it."""
+    from torch.optim.lbfgs import _strong_wolfe
+
+    fn, x, d = LINE_FUNCTIONS[case["function"]], case["x"], case["d"]
+    f, g = _slice(fn, 0.0, noise_rng)(x, 0.0, d)
+    options = {"tolerance_change": case["tolerance_change"], "max_ls": case["max_ls"]}
+    runs = [
+        _strong_wolfe(_slice(fn, noise, noise_rng), x, case["t0"], d, f, g, g @ d, **options)
+        for noise in (0.0, 1e-15, 1e-14, 1e-14, 1e-13, 1e-13, 1e-12)
+    ]
+    f_new, g_new, t, evaluations = runs[0]
+    if any(n != evaluations or abs(u - t) > 1e-11 * abs(t) for _, _, u, n in runs[1:]):
+        return None
+    case = {**case, "x": make_golden.encode(x), "d": make_golden.encode(d), "t": float(t)}
+    case.update(f=float(f_new), g=make_golden.encode(g_new), evaluations=int(evaluations))
+    return case
+
+
+def line_search_cases(seed: int = 7, count: int = 1000) -> list[dict]:
+    """torch's ``_strong_wolfe`` on random slices: descent directions of random length,
+    first steps from 1e-4 to 1e2, some loose ``tolerance_change`` and small ``max_ls``.
+
+    Where the slice is nearly linear, the cubic step is the small difference of large
+    terms and rounding decides the next trial: such a case is kept only if six runs
+    with f and ∇f perturbed by 1e-15 to 1e-12 (relative) leave torch's answer to 1e-11
+    and its evaluation count unchanged.
+    """
+    rng, noise_rng = np.random.default_rng(seed), np.random.default_rng(seed + 1)
+    cases: list[dict] = []
+    i = 0
+    while len(cases) < count:
+        case, i = _robust_torch_search(_draw_case(i, rng), noise_rng), i + 1
+        if case is not None:
+            cases.append(case)
+    for name, x, d, t0 in DIRECTED:
+        x, d = torch.tensor(x, dtype=torch.float64), torch.tensor(d, dtype=torch.float64)
+        case = {"function": name, "x": x, "d": d, "t0": t0}
+        case = _robust_torch_search({**case, "tolerance_change": 1e-9, "max_ls": 25}, noise_rng)
+        if case is None:
+            raise RuntimeError(f"directed slice {x} is sensitive to rounding")
+        cases.append(case)
+    return cases
 
 
 def encode_state(state: dict) -> dict:
@@ -180,6 +286,15 @@ def main(argv=None) -> None:
     unknown = sorted(set(args.names) - set(CONFIGS))
     if unknown:
         parser.error(f"unknown configurations: {unknown}")
+    if not args.names and not args.sensitivity:
+        args.out.mkdir(parents=True, exist_ok=True)
+        record = {"format": FORMAT_VERSION, "generator": "tools/golden_lbfgs.py"}
+        record.update(torch_version=torch.__version__, cases=line_search_cases())
+        # One case per line: 1,000 cases.
+        cases = ",\n".join(json.dumps(case) for case in record.pop("cases"))
+        text = json.dumps(record, indent=1)[:-2] + ',\n "cases": [\n' + cases + "\n ]\n}\n"
+        (args.out / "line_search.json").write_text(text)
+        print(f"lbfgs/line_search.json: {text.count(chr(10) + '{')} cases")
     for name in args.names or CONFIGS:
         if args.sensitivity:
             worst = max_relative_deviation(run_config(name), run_config(name, args.sensitivity))
