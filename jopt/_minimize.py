@@ -12,7 +12,7 @@ from jax import lax
 
 from jopt import _core, _numerics
 from jopt._validation import checked
-from jopt.transforms._lbfgs import LbfgsState, scale_by_lbfgs_step, unravel
+from jopt.transforms._lbfgs import LbfgsState, scale_by_lbfgs_step
 
 __all__ = ["MinimizeResult", "minimize"]
 
@@ -95,7 +95,7 @@ def _solve(fun, optimizer, x0, max_steps, tol) -> MinimizeResult:
         )
         params = _core.apply_updates(c.params, updates)
         if reuse:
-            value, grad = state.value, unravel(state.grad, c.grad)
+            value, grad = state.value, state.grad
             evaluations = c.evaluations + state.evaluations - c.state.evaluations
         else:
             value, grad = _value_and_grad(fun, params)

@@ -610,3 +610,25 @@ def test_mismatched_trees_and_states_are_named():
         optimizer.update({"w": jnp.zeros(2)}, jopt.sgd(0.1).init({"w": jnp.zeros(2)}))
     with pytest.raises(TypeError, match="complex"):
         optimizer.init({"w": jnp.zeros(2, jnp.complex64)})
+
+
+@pytest.mark.float64
+def test_state_keeps_the_loss_and_gradient_where_the_update_lands():
+    params = _tree()
+    (_, new_params, state), *_ = _closed_loop(jopt.lbfgs(), nested_rosenbrock, params, 1)
+    value, grad = jax.value_and_grad(nested_rosenbrock, allow_int=True)(new_params)
+    np.testing.assert_allclose(state.value, value, rtol=1e-12)
+    assert state.grad["b"]["n"] is None
+    np.testing.assert_allclose(_flat(state.grad), _flat(grad), rtol=1e-10, atol=1e-12)
+
+
+def test_porting_guide_maps_torch_lbfgs():
+    """Every argument of torch's constructor and every entry of its state (as the golden
+    files recorded them) has a row in the guide's L-BFGS section, as every state field."""
+    text = (Path(__file__).parent.parent / "docs" / "porting.md").read_text()
+    section = text[text.index("## L-BFGS") :]
+    record = load("strong_wolfe")
+    names = [*record["torch_arguments"], *record["checkpoints"][0]["state"], "al"]
+    names += list(LbfgsState._fields)
+    missing = [name for name in names if f"`{name}`" not in section]
+    assert not missing, missing

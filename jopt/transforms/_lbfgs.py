@@ -57,7 +57,8 @@ class LbfgsState(NamedTuple):
         ``func_evals`` also counts its closure call at the start of every ``step``.
       value: the loss where the last update lands (at ``params + update``), from the
         line search; ``None`` without a line search.
-      grad: the gradient there (a vector); ``None`` without a line search.
+      grad: the gradient there, a tree like ``params`` (``None`` at the leaves that
+        are not trained); ``None`` without a line search.
     """
 
     count: jax.Array
@@ -73,7 +74,7 @@ class LbfgsState(NamedTuple):
     prev_value: jax.Array
     evaluations: jax.Array
     value: jax.Array | None
-    grad: jax.Array | None
+    grad: Any
 
 
 # --- the parameters as one vector -------------------------------------------------------
@@ -98,13 +99,14 @@ def ravel(tree: Any, dtype: Any = None) -> jax.Array:
     return jnp.concatenate([jnp.ravel(x).astype(dtype) for x in leaves] or [jnp.zeros([0], dtype)])
 
 
-def unravel(vector: jax.Array, like: Any) -> Any:
-    """``like`` with each trainable leaf replaced by its slice of ``vector``, in its dtype."""
+def unravel(vector: jax.Array, like: Any, others: str = "keep") -> Any:
+    """``like`` with each trainable leaf replaced by its slice of ``vector``, in its
+    dtype; the other leaves are kept (or ``None`` with ``others="none"``)."""
     leaves, treedef = _leaves(like)
     out, start = [], 0
     for leaf in leaves:
         if not _numerics.is_trainable(leaf):
-            out.append(leaf)
+            out.append(leaf if others == "keep" else None)
             continue
         size = math.prod(jnp.shape(leaf))
         piece = vector[start : start + size].reshape(jnp.shape(leaf))
@@ -360,7 +362,7 @@ def _init_state(params: Any, history_size: int, with_value: bool) -> LbfgsState:
         prev_value=jnp.full([], jnp.nan, dtype),
         evaluations=count,
         value=jnp.full([], jnp.nan, dtype) if with_value else None,
-        grad=vector if with_value else None,
+        grad=unravel(vector, params, "none") if with_value else None,
     )
 
 
@@ -427,8 +429,8 @@ def scale_by_lbfgs_step(
     line search differentiates it); the three are needed with the line search.
     ``grad`` is accepted for optax's calling convention and not read (the gradient
     is ``updates``).  The line search's f and ∇f where the update lands are kept in
-    ``state.value`` and ``state.grad`` (a vector; :func:`unravel` gives the tree), so
-    a loop need not evaluate them again.
+    ``state.value`` and ``state.grad`` (a tree like ``params``), so a loop can pass
+    them to the next update instead of evaluating them again.
 
     Args:
       learning_rate: η ≥ 0, or a schedule of the iteration count: the first trial step.
@@ -487,7 +489,7 @@ def scale_by_lbfgs_step(
                 step_size=found.step_size,
                 evaluations=state.evaluations + found.evaluations,
                 value=found.value,
-                grad=found.grad,
+                grad=unravel(found.grad, params, "none"),
             )
         step = jnp.where(move, new.step_size * new.direction, 0)
         kept = state._replace(value=new.value, grad=new.grad)
