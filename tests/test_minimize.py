@@ -226,3 +226,16 @@ def test_bad_input_is_named(kwargs, error, fragment):
     fun, x0 = arguments.pop("fun"), arguments.pop("x0")
     with pytest.raises(error, match=fragment):
         jopt.minimize(fun, x0, **arguments)
+
+
+def test_benchmark_runs():
+    """``python -m benchmarks.minimize`` in miniature: every system solves, one round."""
+    from benchmarks import minimize as benchmark
+
+    rows = benchmark.run(repeats=1, problem_names=["rosenbrock_100"])
+    systems = rows[0]["systems"]
+    assert set(systems) == {"jopt", "jopt#2", "scipy+jax", "scipy+numpy"}
+    assert all(entry["value"] < 1e-8 for entry in systems.values())
+    assert "jopt/scipy+numpy" in rows[0]["ratios"] and "| rosenbrock_100 |" in benchmark.render(
+        rows
+    )
