@@ -18,6 +18,9 @@ Systems:
   solve a JAX function with scipy (each evaluation crosses from NumPy to XLA and back).
 * ``scipy+numpy``: scipy with a hand-written NumPy f and ∇f, scipy at its fastest.
 
+scipy's BLAS runs on one thread (see :func:`_scipy_solver`); ``--threads`` pins the
+whole process, XLA included.
+
 Timing: each round runs every system once, in a fresh random order; a round's ratio
 is ``jopt / other`` of the two wall times, and the report gives the median of the
 per-round ratios with its quartiles (ratios of runs made milliseconds apart cancel
@@ -93,9 +96,15 @@ def problems():
 
 
 def _scipy_solver(value_and_grad, x0):
-    """A scipy L-BFGS-B solve that stops at ``‖∇f‖₂ ≤ TARGET``; returns a runner."""
+    """A scipy L-BFGS-B solve that stops at ``‖∇f‖₂ ≤ TARGET``; returns a runner.
+
+    BLAS runs on one thread: L-BFGS-B's vector operations on a few hundred entries only
+    lose from threads (OpenBLAS's waiting threads made it 20 to 40 times slower on a
+    busy 2-core machine).
+    """
     import numpy as np
     import scipy.optimize
+    from threadpoolctl import threadpool_limits
 
     def run():
         last = {}
@@ -110,9 +119,10 @@ def _scipy_solver(value_and_grad, x0):
                 raise StopIteration
 
         options = {"maxiter": 100_000, "maxfun": 100_000, "gtol": 0.0, "ftol": 0.0}
-        result = scipy.optimize.minimize(
-            fg, x0, jac=True, method="L-BFGS-B", callback=callback, options=options
-        )
+        with threadpool_limits(1):
+            result = scipy.optimize.minimize(
+                fg, x0, jac=True, method="L-BFGS-B", callback=callback, options=options
+            )
         return {"steps": int(result.nit), "evaluations": int(result.nfev), "value": result.fun}
 
     return run

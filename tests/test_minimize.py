@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import scipy.optimize
 from sklearn.datasets import load_digits
+from threadpoolctl import threadpool_limits
 
 import jopt
 
@@ -92,9 +93,12 @@ def scipy_cost(fun, x0, f_star=None):
             raise StopIteration
 
     options = {"maxiter": 100_000, "maxfun": 100_000, "ftol": 0.0, "gtol": 1e-12}
-    result = scipy.optimize.minimize(
-        fg, x0, jac=True, method="L-BFGS-B", callback=callback, options=options
-    )
+    # L-BFGS-B's BLAS calls on 20 to 650 entries: threads only add waiting (20 to 40
+    # times slower on a busy machine).
+    with threadpool_limits(1):
+        result = scipy.optimize.minimize(
+            fg, x0, jac=True, method="L-BFGS-B", callback=callback, options=options
+        )
     if f_star is None:
         f_star = min(result.fun, *(h[2] for h in history))
     for iterations, evaluations, value, grad_norm in history:
@@ -130,27 +134,18 @@ def test_reaches_scipys_minimum_in_no_more_steps(name):
 
 
 @pytest.mark.float64
-def test_evaluations_count_every_call_of_fun():
-    """``evaluations`` is the number of times ``fun`` runs (counted from inside it)."""
-    calls = []
-
-    def fun(x):
-        jax.debug.callback(lambda: calls.append(1))
-        return rosenbrock(x)
-
-    result = jopt.minimize(fun, jnp.array([-1.2, 1.0]))
-    assert len(calls) == int(result.evaluations) > int(result.steps) > 10
-
-
-@pytest.mark.float64
-def test_second_call_does_not_retrace():
-    traces = []
+def test_evaluations_are_counted_and_a_second_call_does_not_retrace():
+    """``evaluations`` is the number of times ``fun`` runs (counted from inside it), and
+    a second call with new values of the same shapes traces nothing."""
+    traces, calls = [], []
 
     def fun(x):
         traces.append(1)
+        jax.debug.callback(lambda: calls.append(1))
         return rosenbrock(x)
 
     first = jopt.minimize(fun, jnp.array([-1.2, 1.0]))
+    assert len(calls) == int(first.evaluations) > int(first.steps) > 10
     traced = len(traces)
     second = jopt.minimize(fun, jnp.array([2.0, -1.5]), max_steps=500, tol=1e-7)
     assert traced > 0 and len(traces) == traced
@@ -173,12 +168,9 @@ def test_pytree_params_with_an_integer_leaf():
     assert int(result.params["scale"]) == 2 and result.params["scale"].dtype == jnp.int32
     np.testing.assert_allclose(result.params["head"], [1.0, 1.0], rtol=1e-6)
     np.testing.assert_allclose(result.params["rest"]["tail"], np.ones((2, 2)), rtol=1e-6)
-    # Flattening is all the tree adds: the same path as on the flat vector, whose
-    # solves are checked against scipy above.
-    flat = jnp.concatenate([x0["head"], x0["rest"]["tail"].ravel()])
-    reference = jopt.minimize(lambda x: 2 * rosenbrock(x), flat)
-    np.testing.assert_allclose(result.value, reference.value, rtol=1e-12, atol=1e-30)
-    assert int(result.steps) == int(reference.steps)
+    value, grad = jax.value_and_grad(fun, allow_int=True)(result.params)
+    assert float(result.value) == pytest.approx(float(value), abs=1e-20)
+    assert float(jnp.linalg.norm(grad["head"])) <= 1e-5
 
 
 @pytest.mark.float64

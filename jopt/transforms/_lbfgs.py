@@ -128,9 +128,7 @@ def _store_pair(state: LbfgsState, g: jax.Array, relative: bool) -> LbfgsState:
         keep = ys > jnp.finfo(ys.dtype).eps * (y @ y)
     else:
         keep = ys > CURVATURE_EPS
-    slot = state.history_next
-    m = state.rho_history.shape[0]
-    safe_ys = jnp.where(keep, ys, 1)
+    slot, m, safe_ys = state.history_next, state.rho_history.shape[0], jnp.where(keep, ys, 1)
     return state._replace(
         y_history=state.y_history.at[slot].set(jnp.where(keep, y, state.y_history[slot])),
         s_history=state.s_history.at[slot].set(jnp.where(keep, s, state.s_history[slot])),
@@ -150,9 +148,12 @@ def two_loop(state: LbfgsState, g: jax.Array) -> jax.Array:
 
     Newest to oldest: ``αᵢ = ρᵢ·sᵢᵀq``, ``q ← q − αᵢ·yᵢ`` from ``q = −g``; then
     ``r = γ·q`` and, oldest to newest, ``βᵢ = ρᵢ·yᵢᵀr``, ``r ← r + (αᵢ − βᵢ)·sᵢ``.
+    Both loops run over all ``m`` slots (a fixed trip count, so ``jax.grad`` and
+    ``vmap`` go through): a slot not yet written holds ``ρ = 0`` and zero vectors and
+    leaves ``q`` and ``r`` exactly as they are.
     """
     m = state.rho_history.shape[0]
-    length, newest = state.history_length, state.history_next - 1
+    newest = state.history_next - 1
 
     def backward(i, carry):
         q, alpha = carry
@@ -160,14 +161,14 @@ def two_loop(state: LbfgsState, g: jax.Array) -> jax.Array:
         a = (state.s_history[j] @ q) * state.rho_history[j]
         return q - a * state.y_history[j], alpha.at[j].set(a)
 
-    q, alpha = lax.fori_loop(0, length, backward, (-g, jnp.zeros_like(state.rho_history)))
+    q, alpha = lax.fori_loop(0, m, backward, (-g, jnp.zeros_like(state.rho_history)))
 
     def forward(i, r):
-        j = (newest - length + 1 + i) % m
+        j = (state.history_next + i) % m
         b = (state.y_history[j] @ r) * state.rho_history[j]
         return r + (alpha[j] - b) * state.s_history[j]
 
-    return lax.fori_loop(0, length, forward, q * state.h_diag)
+    return lax.fori_loop(0, m, forward, q * state.h_diag)
 
 
 # --- the step length: strong-Wolfe line search -----------------------------------------
@@ -345,13 +346,12 @@ def strong_wolfe(
 
 def _init_state(params: Any, history_size: int, with_value: bool) -> LbfgsState:
     flat = ravel(params)
-    n, dtype = flat.shape[0], flat.dtype
-    vector, scalar = jnp.zeros([n], dtype), jnp.zeros([], dtype)
-    count = jnp.zeros([], jnp.int32)
+    (n,), dtype = flat.shape, flat.dtype
+    vector, count = jnp.zeros([n], dtype), jnp.zeros([], jnp.int32)
     return LbfgsState(
         count=count,
         direction=vector,
-        step_size=scalar,
+        step_size=jnp.zeros([], dtype),
         s_history=jnp.zeros([history_size, n], dtype),
         y_history=jnp.zeros([history_size, n], dtype),
         rho_history=jnp.zeros([history_size], dtype),
