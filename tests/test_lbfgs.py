@@ -130,10 +130,13 @@ def ref_lbfgs(
 ):
     """torch.optim.LBFGS with ``max_iter=1, max_eval=26``, one iteration per step.
 
-    On float64 vectors: ``init(x) -> state``;
-    ``step(x, g, state, *, value, value_and_grad) -> (new_x, new_state)`` where ``g``
-    and ``value`` are ∇f and f at ``x`` and ``value_and_grad(x) -> (f, ∇f)`` (both
-    needed only with the line search).  ``learning_rate`` may be ``count -> η``.
+    The shape of the other references (``init(p) -> state``,
+    ``step(p, g, state, t) -> (new_p, new_state)``), on the whole parameter vector:
+    ``p`` is every trained entry of the tree, flattened in ``jax.tree.leaves`` order,
+    as float64; ``t`` (the 1-based step) is not needed, the state counts iterations.
+    With the line search ``step`` also takes ``value`` (f at ``p``) and
+    ``value_and_grad`` (``p -> (f, ∇f)`` in NumPy).  ``learning_rate`` may be
+    ``count -> η``.
     """
 
     def init(x):
@@ -159,7 +162,8 @@ def ref_lbfgs(
             r = r + (alpha - rho * (y @ r)) * s
         return r
 
-    def step(x, g, state, *, value=None, value_and_grad=None):
+    def step(x, g, state, t=None, *, value=None, value_and_grad=None):
+        del t
         if np.max(np.abs(g)) <= tolerance_grad:
             return x, state
         pairs, gamma = list(state["pairs"]), state["gamma"]
@@ -450,7 +454,7 @@ def test_reference_replays_torch(name):
     for k in range(1, record["num_steps"] + 1):
         value, grad = value_and_grad(x)
         np.testing.assert_allclose(value, record["loss_history"][k - 1], rtol=RTOL)
-        x, state = step(x, grad, state, value=value, value_and_grad=value_and_grad)
+        x, state = step(x, grad, state, k, value=value, value_and_grad=value_and_grad)
         expected = np.concatenate([np.ravel(record["params_history"][k - 1][p]) for p in keys])
         np.testing.assert_allclose(x, expected, rtol=RTOL, atol=0)
         assert k + state["evaluations"] == record["func_evals_history"][k - 1]
@@ -479,9 +483,9 @@ def _reference_run(kwargs, params, steps, dtype=np.float64):
     init, step = ref_lbfgs(**kwargs)
     x = np.concatenate([np.ravel(np.asarray(v, np.float64)) for v in floats])
     state, path = init(x), []
-    for _ in range(steps):
+    for k in range(1, steps + 1):
         value, grad = value_and_grad(x)
-        x, state = step(x, grad, state, value=value, value_and_grad=value_and_grad)
+        x, state = step(x, grad, state, k, value=value, value_and_grad=value_and_grad)
         path.append(x)
     return path
 
