@@ -15,6 +15,7 @@ from jopt._core import (
     tree_get,
     tree_get_all,
 )
+from jopt._minimize import MinimizeResult, minimize
 from jopt._version import __version__
 from jopt.hyperparams import (
     InjectHyperparamsState,
@@ -47,6 +48,9 @@ __all__ = [
     *optimizers.ALL,
     *transforms.__all__,
     *wrappers.__all__,
+    # a whole solve in one compiled loop
+    "minimize",
+    "MinimizeResult",
     # live hyperparameters
     "inject_hyperparams",
     "get_hyperparams",

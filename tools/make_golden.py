@@ -337,6 +337,8 @@ def main(argv=None) -> None:
         print(f"{path.name:34s} loss {first:.4f} -> {last:.4f}  ({path.stat().st_size} bytes)")
     if not args.names:  # a full run also writes schedules/ (tools/golden_schedules.py)
         __import__("golden_schedules").write(args.out / "schedules")
+    if not args.names:  # torch.optim.LBFGS has its own generator, tools/golden_lbfgs.py
+        __import__("golden_lbfgs").main(["--out", str(args.out / "lbfgs")])
 
 
 if __name__ == "__main__":
