@@ -355,6 +355,9 @@ VOCABULARY: Mapping[str, Spec] = MappingProxyType(
         "alpha": _NON_NEGATIVE,
         "t0": _NON_NEGATIVE,
         "trust_coefficient": _NON_NEGATIVE,
+        "min_norm": _NON_NEGATIVE,
+        "smooth_beta": _POSITIVE,
+        "scale_by_lion.mode": Choice(("hard", "smooth", "refined")),
         "warmup_steps": _COUNT,
         "r": _NON_NEGATIVE,
         "weight_lr_power": _NON_NEGATIVE,
@@ -397,7 +400,7 @@ VOCABULARY: Mapping[str, Spec] = MappingProxyType(
         "reduce_on_plateau.mode": Choice(("min", "max")),
         "threshold_mode": Choice(("rel", "abs")),
         "averaged.decay": Real(0.0, 1.0, optional=True),
-        "lookahead.alpha": _UNIT,
+        "slow_weights.alpha": _UNIT,
         # --- schedules (step counts up to 2**63 - 1, the range a schedule is exact on)
         "value": _ANY,
         "values": _ANY,

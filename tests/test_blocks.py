@@ -112,6 +112,14 @@ CASES = [
     ("scale_by_amsgrad", (), {"mu_dtype": jnp.float32}),
     ("scale_by_adamax", (), {}),
     ("scale_by_adamax", (0.8,), {"b2": 0.95, "eps": 1e-6}),
+    ("scale_by_lion", (), {}),
+    ("scale_by_lion", (0.8,), {"b2": 0.9}),
+    ("scale_by_lion", (), {"mu_dtype": jnp.float32}),
+    ("scale_by_lion", (), {"mode": "smooth", "smooth_beta": 3.0}),
+    ("scale_by_lion", (0.5,), {"mode": "refined"}),
+    ("scale_by_trust_ratio", (), {}),
+    ("scale_by_trust_ratio", (0.5,), {"trust_coefficient": 0.3, "eps": 1e-3}),
+    ("scale_by_trust_ratio", (2.0,), {}),
 ]
 
 # Cases whose states are not laid out alike: compared on updates and parameters only.
@@ -452,6 +460,10 @@ def _global_norm_factor(gs, c):
     return _F(min(_F(1), _F(c) / norm))
 
 
+def _f32_norm(x):
+    return np.sqrt(np.sum(np.asarray(x, _F) ** 2, dtype=_F), dtype=_F)
+
+
 STATELESS = {
     "scale": (lambda: jopt.scale(-0.7), lambda g, p, gs: _F(-0.7) * g),
     "scale_by_learning_rate": (
@@ -477,6 +489,10 @@ STATELESS = {
     "add_decayed_weights(mask)": (
         lambda: jopt.add_decayed_weights(1e-3, mask=lambda t: jax.tree.map(lambda _: True, t)),
         lambda g, p, gs: g + _F(1e-3) * p,
+    ),
+    "scale_by_trust_ratio": (
+        lambda: jopt.scale_by_trust_ratio(trust_coefficient=0.3),
+        lambda g, p, gs: g * (_F(0.3) * _f32_norm(p) / _f32_norm(g)),
     ),
     "clip": (lambda: jopt.clip(0.1234), lambda g, p, gs: np.clip(g, -_F(0.1234), _F(0.1234))),
     "clip_by_global_norm": (
