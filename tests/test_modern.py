@@ -544,17 +544,3 @@ def test_slow_weights_refuse_bad_input():
         optimizer.update({"w": jnp.ones(3)}, optimizer.init({"w": jnp.ones(3)}), params)
     with pytest.raises(ValueError, match="SlowWeightsState"):
         jopt.slow_params(sgd.init(params))
-
-
-# --- the benchmark rows compare like with like -----------------------------------------
-
-
-def test_benchmark_rows_run_the_same_algorithm_where_they_say_so():
-    from benchmarks import modern
-
-    rows = modern._jax_rows()
-    lion = modern.agreement("lion", rows["lion"])
-    assert max(lion.values()) < 1e-4, lion  # float32 rounding
-    # pytorch-optimizer's LAMB is another algorithm (docs/porting.md); optax's is jopt's.
-    lamb = modern.agreement("lamb", rows["lamb"])
-    assert lamb["optax"] < 1e-4 < lamb["reference"]
