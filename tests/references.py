@@ -289,6 +289,77 @@ def ref_adamax(
     return init, step
 
 
+def _norm(x: np.ndarray) -> float:
+    """‖x‖₂ over the whole leaf, ``√(Σ|x|²)``."""
+    return float(np.sqrt(np.sum(sq(x))))
+
+
+def ref_lion(learning_rate=1e-4, *, b1=0.9, b2=0.99, weight_decay=0.0):
+    # Chen et al. 2023, Program 1: c = β₁m + (1-β₁)g; θ -= η(sign(c) + λθ);
+    # m = β₂m + (1-β₂)g.  sign(c) = c/|c| for complex c (torch's sgn).
+    def init(p):
+        return {"m": np.zeros_like(p)}
+
+    def step(p, g, s, t):
+        c = b1 * s["m"] + (1 - b1) * g
+        new_p = p - learning_rate * (np.sign(c) + weight_decay * p)
+        return new_p, {"m": b2 * s["m"] + (1 - b2) * g}
+
+    return init, step
+
+
+def ref_lamb(
+    learning_rate=1e-3,
+    *,
+    b1=0.9,
+    b2=0.999,
+    eps=1e-6,
+    weight_decay=0.0,
+    mu_dtype=None,
+    nu_dtype=None,
+):
+    # You et al. 2020, Algorithm 2 (φ the identity): r = m̂/(√v̂ + ε) + λθ;
+    # θ -= η·(‖θ‖/‖r‖)·r per leaf, the ratio 1 when either norm is 0.
+    def init(p):
+        return {"m": np.zeros_like(p), "v": np.zeros(np.shape(p))}
+
+    def step(p, g, s, t):
+        m = b1 * s["m"] + (1 - b1) * g
+        v = b2 * s["v"] + (1 - b2) * sq(g)
+        r = (m / (1 - b1**t)) / (np.sqrt(v / (1 - b2**t)) + eps) + weight_decay * p
+        p_norm, r_norm = _norm(p), _norm(r)
+        ratio = p_norm / r_norm if p_norm > 0 and r_norm > 0 else 1.0
+        return p - learning_rate * ratio * r, {"m": stored(m, mu_dtype), "v": stored(v, nu_dtype)}
+
+    return init, step
+
+
+def ref_lars(
+    learning_rate=1e-3,
+    *,
+    momentum=0.9,
+    weight_decay=0.0,
+    trust_coefficient=1e-3,
+    eps=0.0,
+    nesterov=False,
+):
+    # You, Gitman & Ginsburg 2017, Algorithm 1: local rate c‖θ‖/(‖g‖ + β‖θ‖ + ε)
+    # (1 where ‖θ‖ or the denominator is 0); v = μv + η·rate·(g + βθ); θ -= v
+    # (Nesterov: θ -= η·rate·(g + βθ) + μv).
+    def init(p):
+        return {"v": np.zeros_like(p)}
+
+    def step(p, g, s, t):
+        p_norm = _norm(p)
+        denominator = _norm(g) + weight_decay * p_norm + eps
+        rate = trust_coefficient * p_norm / denominator if p_norm > 0 and denominator > 0 else 1.0
+        d = learning_rate * rate * (g + weight_decay * p)
+        v = momentum * s["v"] + d
+        return p - (d + momentum * v if nesterov else v), {"v": v}
+
+    return init, step
+
+
 # --- torch.optim ports ---------------------------------------------------------------------
 
 _SGD_STATE = {"momentum_buffer": "trace"}
@@ -511,6 +582,37 @@ REFERENCES: Mapping[str, Reference] = MappingProxyType(
                     _ADAM_STATE,
                     selects=lambda hp: _decoupled(hp) and not hp.get("amsgrad", False),
                 ),
+            ),
+        ),
+        "lion": Reference(
+            ref_lion,
+            configs=(
+                {"learning_rate": 0.01, "b1": 0.8, "b2": 0.95, "weight_decay": 0.1},
+                {"learning_rate": 0.01},
+            ),
+        ),
+        "lamb": Reference(
+            ref_lamb,
+            configs=(
+                {"learning_rate": 0.05, "b1": 0.8, "b2": 0.99, "eps": 1e-4, "weight_decay": 0.1},
+                {"learning_rate": 0.05},
+                {"learning_rate": 0.05, "mu_dtype": jnp.bfloat16, "nu_dtype": jnp.float32},
+            ),
+        ),
+        "lars": Reference(
+            ref_lars,
+            configs=(
+                {
+                    "learning_rate": 2.0,
+                    "momentum": 0.8,
+                    "weight_decay": 0.05,
+                    "trust_coefficient": 0.02,
+                    "eps": 1e-3,
+                    "nesterov": True,
+                },
+                {"learning_rate": 2.0, "trust_coefficient": 0.02},
+                {"learning_rate": 2.0, "momentum": 0.0, "trust_coefficient": 0.02},
+                {"learning_rate": 2.0, "weight_decay": 0.1, "trust_coefficient": 0.02},
             ),
         ),
     }

@@ -112,6 +112,14 @@ CASES = [
     ("scale_by_amsgrad", (), {"mu_dtype": jnp.float32}),
     ("scale_by_adamax", (), {}),
     ("scale_by_adamax", (0.8,), {"b2": 0.95, "eps": 1e-6}),
+    ("scale_by_lion", (), {}),
+    ("scale_by_lion", (0.8,), {"b2": 0.9}),
+    ("scale_by_lion", (), {"mu_dtype": jnp.float32}),
+    ("scale_by_lion", (), {"mode": "smooth", "smooth_beta": 3.0}),
+    ("scale_by_lion", (0.5,), {"mode": "refined"}),
+    ("scale_by_trust_ratio", (), {}),
+    ("scale_by_trust_ratio", (0.5,), {"trust_coefficient": 0.3, "eps": 1e-3}),
+    ("scale_by_trust_ratio", (2.0,), {}),
 ]
 
 # Cases whose states are not laid out alike: compared on updates and parameters only.
@@ -150,7 +158,10 @@ def test_the_cases_cover_every_block_shared_with_optax():
 
 
 # (block, optax's argument name) -> jopt's name for it.
-RENAMED = {("partition", "param_labels"): "labels"}
+RENAMED = {
+    ("partition", "param_labels"): "labels",
+    ("lookahead", "slow_step_size"): "alpha",
+}
 
 
 @pytest.mark.parametrize("name", sorted(SHARED_BLOCKS | SHARED_WRAPPERS))
@@ -171,7 +182,10 @@ def test_shared_arguments_have_optax_names_and_defaults(name):
         our_name = RENAMED.get((name, parameter.name), parameter.name)
         assert our_name in ours, f"{name}: no argument {parameter.name}"
         assert (name, parameter.name) not in RENAMED or parameter.name not in ours, name
-        assert ours[our_name].default == parameter.default, (name, parameter.name)
+        # Where optax requires an argument jopt may give it a default (lookahead's
+        # sync_period and alpha are issue 16's 5 and 0.5); otherwise the same default.
+        if parameter.default is not inspect.Parameter.empty:
+            assert ours[our_name].default == parameter.default, (name, parameter.name)
     if theirs and list(ours.values())[0].default is not inspect.Parameter.empty:
         assert list(ours.values())[0].default == theirs[0].default, name
 
@@ -237,7 +251,35 @@ WRAPPER_CASES = {
 
 
 def test_the_wrapper_cases_cover_every_wrapper_shared_with_optax():
-    assert set(WRAPPER_CASES) == SHARED_WRAPPERS
+    # lookahead keeps its slow weights in the state, optax's in the parameters: it is
+    # compared by trajectory in test_lookahead_follows_optax_lookahead instead.
+    assert set(WRAPPER_CASES) | {"lookahead"} == SHARED_WRAPPERS
+
+
+@pytest.mark.float64
+@pytest.mark.parametrize("reset_state", [False, True], ids=["keep", "reset"])
+def test_lookahead_follows_optax_lookahead(reset_state, rng):
+    """Same fast and slow weights as optax's lookahead, whose params hold both."""
+    params = make_nested_tree(rng)
+    target = jax.tree.map(lambda p: rng.normal(size=np.shape(p)), params)
+
+    def grad(p):  # ∇ of ½|p − target|², so that both sides see the same gradients
+        return jax.tree.map(lambda a, b: a - b, p, target)
+
+    ours = jopt.lookahead(optax.adam(0.05), sync_period=3, alpha=0.4, reset_state=reset_state)
+    theirs = optax.lookahead(
+        optax.adam(0.05), sync_period=3, slow_step_size=0.4, reset_state=reset_state
+    )
+    p, state = params, ours.init(params)
+    both = optax.LookaheadParams.init_synced(params)
+    their_state = theirs.init(both)
+    for _ in range(10):
+        updates, state = ours.update(grad(p), state, p)
+        p = jopt.apply_updates(p, updates)
+        their_updates, their_state = theirs.update(grad(both.fast), their_state, both)
+        both = optax.apply_updates(both, their_updates)
+        _assert_trees_close(p, both.fast)
+        _assert_trees_close(jopt.slow_params(state), both.slow)
 
 
 @pytest.mark.float64
@@ -452,6 +494,10 @@ def _global_norm_factor(gs, c):
     return _F(min(_F(1), _F(c) / norm))
 
 
+def _f32_norm(x):
+    return np.sqrt(np.sum(np.asarray(x, _F) ** 2, dtype=_F), dtype=_F)
+
+
 STATELESS = {
     "scale": (lambda: jopt.scale(-0.7), lambda g, p, gs: _F(-0.7) * g),
     "scale_by_learning_rate": (
@@ -477,6 +523,10 @@ STATELESS = {
     "add_decayed_weights(mask)": (
         lambda: jopt.add_decayed_weights(1e-3, mask=lambda t: jax.tree.map(lambda _: True, t)),
         lambda g, p, gs: g + _F(1e-3) * p,
+    ),
+    "scale_by_trust_ratio": (
+        lambda: jopt.scale_by_trust_ratio(trust_coefficient=0.3),
+        lambda g, p, gs: g * (_F(0.3) * _f32_norm(p) / _f32_norm(g)),
     ),
     "clip": (lambda: jopt.clip(0.1234), lambda g, p, gs: np.clip(g, -_F(0.1234), _F(0.1234))),
     "clip_by_global_norm": (

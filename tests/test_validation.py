@@ -35,7 +35,8 @@ NAN, INF = float("nan"), float("inf")
 
 
 def _spec(factory_name: str, argument: str) -> Spec:
-    return VOCABULARY.get(f"{factory_name}.{argument}", VOCABULARY[argument])
+    scoped = f"{factory_name}.{argument}"
+    return VOCABULARY[scoped] if scoped in VOCABULARY else VOCABULARY[argument]
 
 
 def _inside(spec: Real) -> float:

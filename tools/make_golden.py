@@ -339,6 +339,7 @@ def main(argv=None) -> None:
         __import__("golden_schedules").write(args.out / "schedules")
     if not args.names:  # torch.optim.LBFGS has its own generator, tools/golden_lbfgs.py
         __import__("golden_lbfgs").main(["--out", str(args.out / "lbfgs")])
+        __import__("golden_modern").write(args.out / "modern")
 
 
 if __name__ == "__main__":

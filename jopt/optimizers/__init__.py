@@ -26,11 +26,14 @@ from jopt.optimizers._lecture import (
     rmsprop,
     sgd,
 )
+from jopt.optimizers._modern import lamb, lars, lion
 from jopt.optimizers._quasi_newton import lbfgs
 
 # (name, factory, demo learning rate).  The papers' defaults for the adaptive methods,
 # 0.1 for SGD, and momentum and Nesterov at 0.01 with γ = 0.9: the same effective step
-# η/(1 − γ) = 0.1 as SGD.
+# η/(1 − γ) = 0.1 as SGD.  Lion: AdamW's rate divided by 3 (Chen et al. advise 3–10×
+# smaller).  LAMB: its default.  LARS: η = 1 with trust coefficient 1e-3 moves each
+# layer by about 1e-3·‖θ‖/(1 − μ) per step (the paper's global rates are 2 to 30).
 _REGISTRY: tuple[tuple[str, Callable[..., GradientTransformation], float], ...] = (
     ("sgd", sgd, 0.1),
     ("momentum", momentum, 0.01),
@@ -42,6 +45,9 @@ _REGISTRY: tuple[tuple[str, Callable[..., GradientTransformation], float], ...] 
     ("adamax", adamax, 2e-3),
     ("adamw", adamw, 1e-3),
     ("lbfgs", lbfgs, 1.0),
+    ("lion", lion, 3e-4),
+    ("lamb", lamb, 1e-3),
+    ("lars", lars, 1.0),
 )
 
 ALL: Mapping[str, Callable[..., GradientTransformation]] = MappingProxyType(

@@ -18,9 +18,13 @@ from jopt.transforms._adaptive import *  # noqa: F403
 from jopt.transforms._adaptive import __all__ as _adaptive
 from jopt.transforms._lbfgs import *  # noqa: F403
 from jopt.transforms._lbfgs import __all__ as _lbfgs
+from jopt.transforms._lion import *  # noqa: F403
+from jopt.transforms._lion import __all__ as _lion
 from jopt.transforms._momentum import *  # noqa: F403
 from jopt.transforms._momentum import __all__ as _momentum
 from jopt.transforms._scaling import *  # noqa: F403
 from jopt.transforms._scaling import __all__ as _scaling
+from jopt.transforms._trust_ratio import *  # noqa: F403
+from jopt.transforms._trust_ratio import __all__ as _trust_ratio
 
-__all__ = [*_scaling, *_momentum, *_adaptive, *_adam, *_lbfgs]
+__all__ = [*_scaling, *_momentum, *_adaptive, *_adam, *_lbfgs, *_lion, *_trust_ratio]

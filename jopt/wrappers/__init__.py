@@ -5,17 +5,23 @@
 * :func:`accumulate`: gradient accumulation over micro-batches.
 * :func:`reduce_on_plateau`: scale the updates down when the loss stops improving.
 * :func:`averaged`: SWA's equal average or an EMA of the parameters.
+* :func:`cautious`: drop the components of an update that move against the gradient.
+* :func:`lookahead`: Lookahead, with its slow weights in the state.
 """
 
 from jopt.wrappers._accumulate import *  # noqa: F403
 from jopt.wrappers._accumulate import __all__ as _accumulate
 from jopt.wrappers._averaged import *  # noqa: F403
 from jopt.wrappers._averaged import __all__ as _averaged
+from jopt.wrappers._cautious import *  # noqa: F403
+from jopt.wrappers._cautious import __all__ as _cautious
 from jopt.wrappers._groups import *  # noqa: F403
 from jopt.wrappers._groups import __all__ as _groups
+from jopt.wrappers._lookahead import *  # noqa: F403
+from jopt.wrappers._lookahead import __all__ as _lookahead
 from jopt.wrappers._plateau import *  # noqa: F403
 from jopt.wrappers._plateau import __all__ as _plateau
 from jopt.wrappers._skip import *  # noqa: F403
 from jopt.wrappers._skip import __all__ as _skip
 
-__all__ = [*_skip, *_groups, *_accumulate, *_plateau, *_averaged]
+__all__ = [*_skip, *_groups, *_accumulate, *_plateau, *_averaged, *_cautious, *_lookahead]
