@@ -237,7 +237,10 @@ def block(
                 continue
             if leaf_names and all(x is None for x in field_leaves):
                 continue  # a leaf the state does not cover (masked out, or not trainable)
-            arguments = (g, field_leaves, p if needs_params else None, scalars)
+            # Python and NumPy scalars become arrays (of the default dtypes, as jnp makes them).
+            g = jnp.asarray(g)
+            p = jnp.asarray(p) if needs_params else None
+            arguments = (g, field_leaves, p, scalars)
             traced = any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(arguments))
             fn = traced_leaf_update if traced else leaf_update
             outputs[i], new_leaves = fn(*arguments)
