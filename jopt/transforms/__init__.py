@@ -16,9 +16,15 @@ from jopt.transforms._adam import *  # noqa: F403
 from jopt.transforms._adam import __all__ as _adam
 from jopt.transforms._adaptive import *  # noqa: F403
 from jopt.transforms._adaptive import __all__ as _adaptive
+from jopt.transforms._ademamix import *  # noqa: F403
+from jopt.transforms._ademamix import __all__ as _ademamix
+from jopt.transforms._adopt import *  # noqa: F403
+from jopt.transforms._adopt import __all__ as _adopt
+from jopt.transforms._belief import *  # noqa: F403
+from jopt.transforms._belief import __all__ as _belief
 from jopt.transforms._momentum import *  # noqa: F403
 from jopt.transforms._momentum import __all__ as _momentum
 from jopt.transforms._scaling import *  # noqa: F403
 from jopt.transforms._scaling import __all__ as _scaling
 
-__all__ = [*_scaling, *_momentum, *_adaptive, *_adam]
+__all__ = [*_scaling, *_momentum, *_adaptive, *_adam, *_belief, *_adopt, *_ademamix]
