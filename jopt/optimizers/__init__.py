@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 
 from jopt._core import GradientTransformation
+from jopt.optimizers._adam_like import adabelief, ademamix, adopt
 from jopt.optimizers._lecture import (
     adadelta,
     adagrad,
@@ -40,6 +41,9 @@ _REGISTRY: tuple[tuple[str, Callable[..., GradientTransformation], float], ...] 
     ("adam", adam, 1e-3),
     ("adamax", adamax, 2e-3),
     ("adamw", adamw, 1e-3),
+    ("adabelief", adabelief, 1e-3),
+    ("adopt", adopt, 1e-3),
+    ("ademamix", ademamix, 1e-3),
 )
 
 ALL: Mapping[str, Callable[..., GradientTransformation]] = MappingProxyType(
