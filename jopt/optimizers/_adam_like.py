@@ -102,7 +102,7 @@ def _alpha_warmup(alpha: Any, warmup: int):
     """``α(t) = α·t/T`` for t < T, then α (the paper's f_α; t = 1 on the first update)."""
 
     def schedule(earlier):
-        t = earlier + 1
+        t = jnp.asarray(earlier + 1, float)
         return jnp.where(t < warmup, t / warmup * alpha, alpha)
 
     return schedule
@@ -112,7 +112,7 @@ def _beta3_warmup(b1: Any, b3: Any, warmup: int):
     """β₃(t): from β₁ to β₃ over T steps, linearly in half-life (the paper's f_β₃)."""
 
     def schedule(earlier):
-        t = earlier + 1
+        t = jnp.asarray(earlier + 1, float)
         a = t / warmup
         mixed = (1 - a) * _half_life(b1) + a * _half_life(b3)
         return jnp.where(t < warmup, 0.5 ** (1 / (mixed + 1)), b3)

@@ -49,8 +49,8 @@ def scale_by_ademamix(
         u = (m₁ / (1 − β₁ᵗ) + α·m₂) / (√(ν / (1 − β₂ᵗ) + eps_root) + eps)
 
     m₂ is not bias-corrected.  ``b3`` and ``alpha`` may be schedules ``n -> value``,
-    called with the number of earlier updates ``n`` (0 on the first update, as a
-    float); :func:`jopt.ademamix` builds the paper's warmups from them.  Same as
+    called with the number of earlier updates ``n`` (an int32, 0 on the first
+    update); :func:`jopt.ademamix` builds the paper's warmups from them.  Same as
     ``optax.contrib.scale_by_ademamix`` (whose defaults these are, α = 6), plus
     ``nu_dtype``; ``mu_dtype`` stores both first moments m₁ and m₂, ``nu_dtype`` the
     second moment ν (optax starts all three in ``mu_dtype``, then keeps the update's).
@@ -72,7 +72,7 @@ def scale_by_ademamix(
     check("scale_by_ademamix", b3=b3, alpha=alpha)
 
     def rule(g, s):
-        earlier = s.count - 1
+        earlier = s.count.astype(jnp.int32) - 1  # an int32, as optax's count_m2
         b3_t, alpha_t = _value(b3, earlier), _value(alpha, earlier)
         m1 = b1 * s.m1 + (1 - b1) * g
         m2 = b3_t * s.m2 + (1 - b3_t) * g

@@ -59,7 +59,7 @@ def scale_by_adopt(
             mₜ = β₁·mₜ₋₁ + (1 − β₁)·ĝₜ,           u = mₜ
             vₜ = β₂·vₜ₋₁ + (1 − β₂)·|gₜ|²
 
-    ``t`` is the number of earlier updates (``clip_value_fn`` gets it as a float).
+    ``t`` is the number of earlier updates (``clip_value_fn`` gets it as an int32).
     ``use_clipping=False`` drops the clip (the paper's Algorithm 1).  A complex ĝ is
     clipped in magnitude, keeping its phase.  ``nesterov=True`` returns
     ``β₁·mₜ + (1 − β₁)·ĝₜ``.  Same as ``optax.contrib.scale_by_adopt``, plus
@@ -94,7 +94,7 @@ def scale_by_adopt(
         # v is still 0 on the first update, whose ĝ is not used: divide by 1 there.
         normed = g / jnp.where(first, 1, jnp.maximum(jnp.sqrt(s.nu), eps))
         if use_clipping:
-            normed = _clipped(normed, clip_value_fn(s.count - 1))
+            normed = _clipped(normed, clip_value_fn(s.count.astype(jnp.int32) - 1))
         mu = jnp.where(first, s.mu, b1 * s.mu + (1 - b1) * normed)
         u = jnp.where(first, mu, b1 * mu + (1 - b1) * normed) if nesterov else mu
         g2 = abs_sq(g)
