@@ -386,3 +386,19 @@ def test_state_bytes(name, mu_dtype, nu_dtype):
         optimizer.update(params, optimizer.init(params), params)[1],
     ):
         assert sum(leaf.nbytes for leaf in jax.tree.leaves(state)) == expected
+
+
+# --- the benchmark rows ----------------------------------------------------------------------
+
+
+def test_benchmark_rows_run_the_same_algorithm_and_count_the_state():
+    """``python -m benchmarks.adam_like`` compares jopt with optax's counterparts: they
+    end three float32 steps within rounding of each other, and the state it reports is
+    two (three for AdEMAMix) float32 words per parameter plus the int32 count."""
+    from benchmarks import adam_like, shapes
+
+    tiny = shapes.transformer(True)
+    for name, words in {"adabelief": 2, "adopt": 2, "ademamix": 3}.items():
+        assert adam_like.agreement(name, ["jopt", "optax"])["optax"] < 1e-5, name
+        optimizer = adam_like.jax_factory("jopt", name)
+        assert adam_like.jax_state_bytes(optimizer, tiny) == 4 * words * tiny.n_params + 4
