@@ -51,6 +51,18 @@ def adabelief(
     default ``weight_decouple=True``.  Defaults are the paper's (ε = 1e-16).
     State: ``ScaleByBeliefState`` (``mu``: ``exp_avg``; ``nu``: ``exp_avg_var``, ε
     included; ``count``: ``step``).
+
+    Args:
+      learning_rate: η >= 0, or a schedule ``step -> η``.
+      b1: β₁, the decay of m, in [0, 1).
+      b2: β₂, the decay of s, in [0, 1).
+      eps: ε >= 0.
+      weight_decay: λ >= 0 (or a schedule), decoupled; a literal 0 leaves it out.
+      mu_dtype: the storage dtype of m (default: the parameter's).
+      nu_dtype: the storage dtype of s (default: the parameter's real dtype).
+
+    Returns:
+      The chain ``scale_by_belief → [add_decayed_weights(λ)] → scale_by_learning_rate(η)``.
     """
     check(weight_decay=weight_decay)
     return chain(
@@ -84,7 +96,19 @@ def adopt(
     bias correction.  ``weight_decay`` λ is L2 in the gradient, ``g ← g + λθ``, the
     authors' default (``decouple=False``).  Defaults are the authors'.
     State: ``ScaleByAdoptState`` (``mu``: ``exp_avg``; ``nu``: ``exp_avg_sq``;
-    ``count``: ``step`` + 1).  :func:`jopt.scale_by_adopt` exposes the clip bound.
+    ``count``: ``step``).  :func:`jopt.scale_by_adopt` exposes the clip bound.
+
+    Args:
+      learning_rate: η >= 0, or a schedule ``step -> η``.
+      b1: β₁, the decay of m, in [0, 1).
+      b2: β₂, the decay of v, in [0, 1).
+      eps: the least normalizer ε >= 0.
+      weight_decay: λ >= 0 (or a schedule), L2; a literal 0 leaves it out.
+      mu_dtype: the storage dtype of m (default: the parameter's).
+      nu_dtype: the storage dtype of v (default: the parameter's real dtype).
+
+    Returns:
+      The chain ``[add_decayed_weights(λ)] → scale_by_adopt → scale_by_learning_rate(η)``.
     """
     return chain(
         *weight_decay_block(weight_decay),
@@ -148,8 +172,24 @@ def ademamix(
     as the authors' code does (it keeps β₁ = 0 finite).  The weight decay is
     decoupled (AdamW's), as the authors'.  ``mu_dtype`` stores both first moments
     m₁ and m₂; ``nu_dtype`` stores ν.
+    Defaults are the paper's (β₃ = 0.9999, α = 5).
     State: ``ScaleByAdemamixState`` (``m1``: ``exp_avg_fast``; ``m2``:
     ``exp_avg_slow``; ``nu``: ``exp_avg_sq``; ``count``: ``step``).
+
+    Args:
+      learning_rate: η >= 0, or a schedule ``step -> η``.
+      b1: β₁, the decay of m₁, in [0, 1).
+      b2: β₂, the decay of ν, in [0, 1).
+      b3: β₃, the decay of m₂, in [0, 1).
+      alpha: α >= 0, the weight of m₂.
+      eps: ε >= 0.
+      weight_decay: λ >= 0 (or a schedule), decoupled; a literal 0 leaves it out.
+      alpha_beta3_warmup: T >= 1 steps of warmup for α and β₃, or None (none).
+      mu_dtype: the storage dtype of m₁ and m₂ (default: the parameter's).
+      nu_dtype: the storage dtype of ν (default: the parameter's real dtype).
+
+    Returns:
+      The chain ``scale_by_ademamix → [add_decayed_weights(λ)] → scale_by_learning_rate(η)``.
     """
     check("ademamix", b1=b1, b3=b3, alpha=alpha, alpha_beta3_warmup=alpha_beta3_warmup)
     check(weight_decay=weight_decay)
