@@ -129,11 +129,12 @@ def test_golden_file_is_self_describing(name):
     assert [c["step"] for c in record["checkpoints"]][-1] == record["num_steps"] == 100
 
 
-AUTHORS = [n for n in NAMES if _port(_record(n)) is not None]
+# The files an alias reproduces: the authors' and the ports that agree with them.
+ALIASED = [n for n in NAMES if _port(_record(n)) is not None]
 
 
 @pytest.mark.float64
-@pytest.mark.parametrize("name", AUTHORS)
+@pytest.mark.parametrize("name", ALIASED)
 def test_alias_replays_the_reference(name):
     record = _record(name)
     _, port = _port(record)
@@ -269,6 +270,10 @@ def test_port_differs_from_the_authors_as_documented(name, restated, alias):
     assert max(errors.values()) <= GOLDEN_RTOL, errors
     assert set(fields) <= set(errors)
     assert max(replay(record, alias(record["hyperparameters"]), fields).values()) > 1e-8
+
+
+def test_every_golden_file_is_replayed():
+    assert sorted([*ALIASED, *(p[0] for p in PORT_DIFFERENCES)]) == list(NAMES)
 
 
 # --- optax.contrib -------------------------------------------------------------------------
