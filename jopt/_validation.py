@@ -108,6 +108,10 @@ VOCABULARY: Mapping[str, Spec] = MappingProxyType(
         "max_precond_dim": _STEPS,
         "alpha_beta3_warmup": Integer(low=1, optional=True),
         "adam_learning_rate": Real(low=0.0, schedule=True, optional=True),
+        "ademamix.b3": _DECAY,
+        "scale_by_ademamix.b3": Real(0.0, 1.0, high_open=True, schedule=True),
+        "scale_by_ademamix.alpha": Real(low=0.0, schedule=True),
+        "clip_value_fn": Function(),
         # --- flags and dtypes
         "nesterov": _FLAG,
         "amsgrad": _FLAG,
@@ -122,6 +126,7 @@ VOCABULARY: Mapping[str, Spec] = MappingProxyType(
         "use_bias_correction": _FLAG,
         "safeguard_warmup": _FLAG,
         "precondition_1d": _FLAG,
+        "use_clipping": _FLAG,
         "mu_dtype": DType(),
         "nu_dtype": DType(),
         "accumulator_dtype": DType(),

@@ -235,16 +235,17 @@ def _relative_error(actual, expected) -> float:
     return float(rel.max(initial=0.0))
 
 
-def replay(record: dict, optimizer) -> dict[str, float]:
+def replay(record: dict, optimizer, fields=None) -> dict[str, float]:
     """Run ``optimizer`` in closed loop on the record's problem.
 
     Returns the largest relative error against torch, per compared quantity
     (``loss``, ``params/<p>``, ``<torch state name>``), over all recorded steps.
-    A torch state entry with no jopt field in ``STATE_FIELDS`` raises ``KeyError``; a
-    mapped field that jopt's state lacks counts as an infinite error.
+    A torch state entry with no jopt field in ``fields`` (default: ``STATE_FIELDS``
+    for the record's torch class) raises ``KeyError``; a mapped field that jopt's
+    state lacks counts as an infinite error.
     """
     loss_fn = golden_loss(record)
-    fields = STATE_FIELDS[record["optimizer"]]
+    fields = STATE_FIELDS[record["optimizer"]] if fields is None else fields
     params = {k: jnp.asarray(v) for k, v in record["initial_params"].items()}
     state = optimizer.init(params)
 

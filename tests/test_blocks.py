@@ -8,7 +8,8 @@ a nested tree: updates, parameters and state agree to rounding (float64, rtol 1e
 The same holds for the wrappers that share a name with optax.
 
 jopt's additions (``eps_root``, ``eps_in_sqrt=False`` for ``scale_by_rss``,
-``correct_after_max``, ``nu_dtype``, and ``mu_dtype`` for ``scale_by_adamax``) have
+``correct_after_max``, ``nu_dtype``, and ``mu_dtype`` for ``scale_by_adamax`` and
+``scale_by_belief``) have
 no optax counterpart: they are compared with float64 NumPy restatements written here.
 
 Stateless blocks compute in at least float32 and round once to the update's dtype
@@ -112,6 +113,9 @@ CASES = [
     ("scale_by_amsgrad", (), {"mu_dtype": jnp.float32}),
     ("scale_by_adamax", (), {}),
     ("scale_by_adamax", (0.8,), {"b2": 0.95, "eps": 1e-6}),
+    ("scale_by_belief", (), {}),
+    ("scale_by_belief", (0.8,), {"b2": 0.95, "eps": 1e-6, "eps_root": 1e-4}),
+    ("scale_by_belief", (0.8,), {"eps": 1e-8, "eps_root": 0.0, "nesterov": True}),
     ("scale_by_lion", (), {}),
     ("scale_by_lion", (0.8,), {"b2": 0.9}),
     ("scale_by_lion", (), {"mu_dtype": jnp.float32}),
@@ -400,6 +404,21 @@ def _adamax_reference(b1, b2, eps, mu_dtype, nu_dtype):
     return run
 
 
+def _belief_reference(b1, b2, eps, eps_root, mu_dtype, nu_dtype):
+    # Zhuang et al.: s = β₂s + (1 − β₂)(g − m)² + eps_root, u = m̂ / (√ŝ + eps).
+    def run(gs):
+        m = s = 0.0
+        out = []
+        for t, g in enumerate(gs, start=1):
+            m = b1 * m + (1 - b1) * g
+            s = b2 * s + (1 - b2) * _sq(g - m) + eps_root
+            out.append(m / (1 - b1**t) / (np.sqrt(s / (1 - b2**t)) + eps))
+            m, s = stored(np.asarray(m), mu_dtype), stored(np.asarray(s), nu_dtype)
+        return out
+
+    return run
+
+
 _RMS = {"decay": 0.8, "eps": 1e-3, "eps_root": 1e-4, "initial_scale": 0.0}
 EXTENSIONS = [
     *[
@@ -444,6 +463,18 @@ EXTENSIONS = [
         "scale_by_adamax",
         {"b1": 0.8, "b2": 0.95, "eps": 1e-6, "mu_dtype": jnp.bfloat16, "nu_dtype": jnp.float32},
         _adamax_reference(0.8, 0.95, 1e-6, jnp.bfloat16, jnp.float32),
+    ),
+    (
+        "scale_by_belief",
+        {
+            "b1": 0.8,
+            "b2": 0.95,
+            "eps": 1e-6,
+            "eps_root": 1e-4,
+            "mu_dtype": jnp.bfloat16,
+            "nu_dtype": jnp.float32,
+        },
+        _belief_reference(0.8, 0.95, 1e-6, 1e-4, jnp.bfloat16, jnp.float32),
     ),
 ]
 

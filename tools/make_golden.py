@@ -340,6 +340,7 @@ def main(argv=None) -> None:
     if not args.names:  # torch.optim.LBFGS has its own generator, tools/golden_lbfgs.py
         __import__("golden_lbfgs").main(["--out", str(args.out / "lbfgs")])
         __import__("golden_modern").write(args.out / "modern")
+        __import__("golden_adam_like").write(args.out / "adam_like")
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 
 from jopt._core import GradientTransformation
+from jopt.optimizers._adam_like import adabelief, ademamix, adopt
 from jopt.optimizers._lecture import (
     adadelta,
     adagrad,
@@ -48,6 +49,9 @@ _REGISTRY: tuple[tuple[str, Callable[..., GradientTransformation], float], ...] 
     ("lion", lion, 3e-4),
     ("lamb", lamb, 1e-3),
     ("lars", lars, 1.0),
+    ("adabelief", adabelief, 1e-3),
+    ("adopt", adopt, 1e-3),
+    ("ademamix", ademamix, 1e-3),
 )
 
 ALL: Mapping[str, Callable[..., GradientTransformation]] = MappingProxyType(

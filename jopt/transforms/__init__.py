@@ -16,6 +16,12 @@ from jopt.transforms._adam import *  # noqa: F403
 from jopt.transforms._adam import __all__ as _adam
 from jopt.transforms._adaptive import *  # noqa: F403
 from jopt.transforms._adaptive import __all__ as _adaptive
+from jopt.transforms._ademamix import *  # noqa: F403
+from jopt.transforms._ademamix import __all__ as _ademamix
+from jopt.transforms._adopt import *  # noqa: F403
+from jopt.transforms._adopt import __all__ as _adopt
+from jopt.transforms._belief import *  # noqa: F403
+from jopt.transforms._belief import __all__ as _belief
 from jopt.transforms._lbfgs import *  # noqa: F403
 from jopt.transforms._lbfgs import __all__ as _lbfgs
 from jopt.transforms._lion import *  # noqa: F403
@@ -27,4 +33,15 @@ from jopt.transforms._scaling import __all__ as _scaling
 from jopt.transforms._trust_ratio import *  # noqa: F403
 from jopt.transforms._trust_ratio import __all__ as _trust_ratio
 
-__all__ = [*_scaling, *_momentum, *_adaptive, *_adam, *_lbfgs, *_lion, *_trust_ratio]
+__all__ = [
+    *_scaling,
+    *_momentum,
+    *_adaptive,
+    *_adam,
+    *_lbfgs,
+    *_lion,
+    *_trust_ratio,
+    *_belief,
+    *_adopt,
+    *_ademamix,
+]
