@@ -304,7 +304,7 @@ def main(argv: list[str] | None = None) -> dict:
         np.asarray, digits.init_params(jax.random.key(args.seed), hidden=args.hidden)
     )
     optimizer = jopt.adam(args.learning_rate)
-    state_sh, report = zero_shardings(optimizer, host_params, mesh, AXIS)
+    state_sh, report = zero_shardings(optimizer, host_params, mesh, axis=AXIS)
     results = _train_both(args, mesh, split, host_params, optimizer, state_sh, report, batch_size)
 
     summary = {

@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
+import os
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
@@ -315,6 +316,40 @@ class Items(Spec):
         )
 
 
+@dataclasses.dataclass(frozen=True)
+class Instance(Spec):
+    """An instance of one of ``types`` (or ``None`` when ``optional``), described in words."""
+
+    types: tuple[type, ...]
+    text: str
+    optional: bool = False
+
+    def describe(self) -> str:
+        return self.text + (" or None" if self.optional else "")
+
+    def __call__(self, name: str, value: Any) -> Any:
+        if value is None and self.optional:
+            return None
+        if not isinstance(value, self.types) or (isinstance(value, str) and not value):
+            raise TypeError(f"{name} must be {self.describe()}, got {_show(value)}")
+        return value
+
+
+@dataclasses.dataclass(frozen=True)
+class Command(Spec):
+    """A program and its arguments: a non-empty list or tuple of strings or paths."""
+
+    def describe(self) -> str:
+        return "a non-empty list of strings (a program and its arguments)"
+
+    def __call__(self, name: str, value: Any) -> Any:
+        if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+            raise TypeError(f"{name} must be {self.describe()}, got {_show(value)}")
+        if not value or not all(isinstance(v, (str, os.PathLike)) for v in value):
+            raise ValueError(f"{name} must be {self.describe()}, got {value!r}")
+        return [os.fspath(v) for v in value]
+
+
 # Shorthands for the table.
 _ANY = Real()
 _NON_NEGATIVE = Real(low=0.0)
@@ -475,6 +510,17 @@ VOCABULARY: Mapping[str, Spec] = MappingProxyType(
         "distribution": Choice(("truncated_normal", "normal", "uniform")),
         "variance_scaling.mode": Choice(("fan_in", "fan_out", "fan_avg", "fan_geo_avg")),
         "kaiming.mode": Choice(("fan_in", "fan_out")),
+        # --- sharding (jopt.sharding and jopt.sharding.launch)
+        "mesh": Instance((jax.sharding.Mesh, jax.sharding.AbstractMesh), "a jax.sharding.Mesh"),
+        "axis": Instance((str,), "a mesh axis name (a non-empty str)"),
+        "min_size": _COUNT,
+        "offload": _FLAG,
+        "processes": _STEPS,
+        "cpu_devices": Integer(low=1, optional=True),
+        "timeout": _POSITIVE,
+        "command": Command(),
+        "env": Instance((Mapping,), "a mapping of environment variables", optional=True),
+        "echo": _FLAG,
         # --- training
         "batch_size": Integer(low=1, optional=True),
         "epochs": _COUNT,
