@@ -51,12 +51,18 @@ recent JAX), call jitted ``init`` and the step inside ``with jax.set_mesh(mesh):
 JAX needs the mesh in context to create arrays with an explicit sharding.
 """
 
-from jopt.sharding._report import ZeroLeaf, ZeroReport
+from jopt.sharding import launch
+from jopt.sharding._fsdp import fsdp_shardings, offloaded
+from jopt.sharding._report import FsdpReport, ZeroLeaf, ZeroReport
 from jopt.sharding._zero import state_shardings, zero_shardings
 
 __all__ = [
+    "FsdpReport",
     "ZeroLeaf",
     "ZeroReport",
+    "fsdp_shardings",
+    "launch",
+    "offloaded",
     "state_shardings",
     "zero_shardings",
 ]
