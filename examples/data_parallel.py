@@ -40,6 +40,11 @@ params, state and step after step K, each process writing its own shards;
     python examples/data_parallel.py --processes 1 --cpu-devices 8 --variant jit \\
         --steps 40 --resume /tmp/ckpt
 
+On a cluster, start one copy per host with ``--cluster`` (``srun python
+examples/data_parallel.py --cluster`` under Slurm, every worker of a Cloud TPU VM),
+or set ``JOPT_COORDINATOR_ADDRESS``, ``JOPT_NUM_PROCESSES`` and ``JOPT_PROCESS_ID``
+for each copy (Kubernetes): see ``docs/sharding.md``.
+
 ``--processes 1`` runs one process through the same distributed runtime and gloo
 collectives as ``--processes 2``: the two give the same bits.  Without
 ``--processes`` the one process uses XLA's in-process collectives, which sum the
@@ -91,6 +96,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     add("--cpu-devices", type=int, default=None, metavar="N", help="simulate N CPU devices")
     add("--processes", type=int, default=None, metavar="P", help="start P JAX processes")
     add("--timeout", type=float, default=600.0, help="seconds for --processes (default 600)")
+    add(
+        "--cluster",
+        action="store_true",
+        help="join a cluster's processes with jax.distributed.initialize() (Slurm, Cloud TPU)",
+    )
     add("--checkpoint", type=Path, default=None, metavar="DIR", help="save a checkpoint here")
     add("--checkpoint-at", type=int, default=None, metavar="K", help="after step K (default: last)")
     add("--resume", type=Path, default=None, metavar="DIR", help="continue from a checkpoint")
@@ -106,6 +116,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         parser.error("--checkpoint and --resume need one --variant (jit or shard_map)")
     if args.checkpoint_at is not None and not 1 <= args.checkpoint_at <= args.steps:
         parser.error(f"--checkpoint-at must be in [1, --steps], got {args.checkpoint_at}")
+    if args.cluster and (args.processes or args.cpu_devices):
+        parser.error("--cluster takes the processes and devices the cluster gives")
     if args.checkpoint_at is not None and args.checkpoint is None:
         parser.error("--checkpoint-at needs --checkpoint DIR")
     return args
@@ -467,7 +479,10 @@ def main(argv: list[str] | None = None) -> dict | None:
     if args.processes is not None and not launch.is_launched():
         print(f"final loss: {launch_processes(args, argv)!r}")
         return None
-    launch.initialize(cpu_devices=args.cpu_devices)
+    if args.cluster:  # the cluster tells each process the coordinator and its id
+        jax.distributed.initialize()
+    else:
+        launch.initialize(cpu_devices=args.cpu_devices)
     setup = Setup(args)
     variants = VARIANTS if args.variant == "both" else (args.variant,)
     results = {name: train(setup, name) for name in variants}

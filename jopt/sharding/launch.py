@@ -98,7 +98,7 @@ def free_port() -> int:
 
 
 def is_launched() -> bool:
-    """Whether this process was started by :func:`run` (as one of several)."""
+    """Whether this process is to join others (``JOPT_COORDINATOR_ADDRESS`` is set)."""
     return COORDINATOR in os.environ
 
 
@@ -117,14 +117,17 @@ def _configure_cpu(count: int) -> None:
 def initialize(*, cpu_devices: int | None = None, timeout: float = 300.0) -> None:
     """Join the run this process was started in, and set up simulated CPU devices.
 
-    Call it first, before any other JAX call.  In a process started by :func:`run`,
-    it calls :func:`jax.distributed.initialize` with the coordinator's address, the
-    number of processes and this process's id; with simulated CPU devices it selects
-    gloo for the collectives between processes.  In a process started alone it joins
-    nothing and only sets up ``cpu_devices`` CPU devices if asked, so one script
-    serves both.  In a launched process an uncaught exception ends the process at
-    once with status 1, rather than waiting at JAX's shutdown barrier for peers that
-    may be waiting for it in a collective.
+    Call it first, before any other JAX call.  In a process started by :func:`run`
+    (or by any scheduler that sets ``JOPT_COORDINATOR_ADDRESS``,
+    ``JOPT_NUM_PROCESSES`` and ``JOPT_PROCESS_ID``), it calls
+    :func:`jax.distributed.initialize` with the coordinator's address, the number of
+    processes and this process's id, and selects gloo for collectives between CPU
+    devices.  In a process started alone it joins nothing and only sets up
+    ``cpu_devices`` CPU devices if asked, so one script serves both.
+
+    In a process that joins, an uncaught exception ends the process at once with
+    status 1, rather than waiting at JAX's shutdown barrier for peers that may be
+    waiting for it in a collective.
 
     Args:
       cpu_devices: simulate this many CPU devices in this process (default: the
@@ -145,8 +148,9 @@ def initialize(*, cpu_devices: int | None = None, timeout: float = 300.0) -> Non
 
     sys.excepthook = _exit_at_once
 
-    if cpu_devices is not None:
-        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    # Collectives between processes on CPU devices go through gloo (GPUs and TPUs
+    # keep their own); without it they fail on the CPU backend.
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(
         coordinator_address=os.environ[COORDINATOR],
         num_processes=int(os.environ[NUM_PROCESSES]),
