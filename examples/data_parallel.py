@@ -348,6 +348,8 @@ def train(setup: Setup, variant: str) -> dict:
     """Train one variant from the start (or the checkpoint) to ``--steps``."""
     args = setup.args
     params, state, first = setup.start()
+    if first >= args.steps:
+        sys.exit(f"data_parallel: the checkpoint is at step {first}; raise --steps past it")
     step = setup.step_fn(variant)
     save_at = args.checkpoint_at or args.steps
     losses, start = [], None
