@@ -14,7 +14,7 @@ free local port, 4 simulated CPU devices each, gloo collectives between them).
   status when a peer dies (for real: the survivor waits in a cross-process
   collective), and exits with 124 when the run outlives its timeout.
 
-The runs of the example are shared with test_sharded_checkpoint (``multiprocess``).
+The runs of the example are shared with test_sharded_checkpoint (``distributed_runs``).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import time
 
 import numpy as np
 import pytest
-from multiprocess import STEPS, child_env, example_runs
+from distributed_runs import STEPS, child_env, example_runs
 
 from jopt.sharding import launch
 

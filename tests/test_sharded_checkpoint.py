@@ -11,13 +11,13 @@ The one-process run joins JAX's distributed runtime alone (``--processes 1``), s
 its collectives are gloo's, as in the two-process run: XLA's in-process
 collectives, used when a process starts without it, sum the devices' gradients in
 another order, which test_multiprocess checks to 1e-6 instead.  The runs are made
-once by ``multiprocess.example_runs`` and shared with test_multiprocess.
+once by ``distributed_runs.example_runs`` and shared with test_multiprocess.
 """
 
 from __future__ import annotations
 
 import pytest
-from multiprocess import CHECKPOINT_AT, STEPS, example_runs
+from distributed_runs import CHECKPOINT_AT, STEPS, example_runs
 
 pytestmark = pytest.mark.slow
 
