@@ -1,42 +1,67 @@
-"""Data-parallel training of the digits MLP over every visible device, with ZeRO-1 state.
+"""Data-parallel training of the digits MLP over every device of one or several processes.
 
 The model, data and loss are the lecture's digits task, :mod:`jopt.lecture.digits`
 (a 64-hidden-10 tanh MLP on scikit-learn's digits).
 
 The batch is split over a one-axis device mesh called ``data``; the params are
 replicated; Adam's moments are split over the devices by
-:func:`jopt.sharding.zero_shardings`, so each device stores 1/n of them.  The same
-training runs twice from the same start:
+:func:`jopt.sharding.zero_shardings` (ZeRO-1), so each device stores 1/n of them.  Two
+ways to write the step, which give the same params to float32 rounding:
 
-* **global view** (``jax.jit`` with shardings): the step is written as if for one
-  device, and XLA's SPMD partitioner inserts the collectives (gradient all-reduce,
-  per-device state update, gather of the new params);
-* **per device** (``jax.shard_map``): each device computes the gradient of its part
-  of the batch, ``lax.pmean`` averages it, each device updates its own block of the
-  state from its block of the gradient, and ``lax.all_gather`` reassembles the update.
+* **global view** (``jax.jit`` with shardings, ``--variant jit``): the step is written
+  as if for one device, and XLA's SPMD partitioner inserts the collectives (gradient
+  all-reduce, per-device state update, gather of the new params);
+* **per device** (``jax.shard_map``, ``--variant shard_map``): each device computes
+  the gradient of its part of the batch, ``lax.pmean`` averages it, each device
+  updates its own block of the state from its block of the gradient, and
+  ``lax.all_gather`` reassembles the update.
 
-Both give the same params to float32 rounding.
+By default both run from the same start and the example compares them.  The last
+line printed is ``final loss: <float>``, the training-set loss of the first variant's
+final params.
 
-Run on 8 simulated CPU devices::
+One process, 8 simulated CPU devices (or unchanged on a host with several GPUs,
+without ``--cpu-devices``)::
 
-    XLA_FLAGS=--xla_force_host_platform_device_count=8 JAX_PLATFORMS=cpu \\
-        python examples/data_parallel.py
-    python examples/data_parallel.py --cpu-devices 8        # the same, set in-process
+    python examples/data_parallel.py --cpu-devices 8
 
-and unchanged on a host with several GPUs: ``python examples/data_parallel.py``.
+Two processes of 4 CPU devices each, joined by :func:`jax.distributed.initialize`
+into one mesh of 8 (:mod:`jopt.sharding.launch` starts them on a free local port;
+each process reports the moment bytes on its own devices)::
+
+    python examples/data_parallel.py --processes 2 --cpu-devices 4
+
+Checkpoints (needs ``orbax-checkpoint``): ``--checkpoint DIR --checkpoint-at K`` saves
+params, state and step after step K, each process writing its own shards;
+``--resume DIR`` continues from there, with any number of processes::
+
+    python examples/data_parallel.py --processes 2 --cpu-devices 4 --variant jit \\
+        --steps 40 --checkpoint /tmp/ckpt --checkpoint-at 20
+    python examples/data_parallel.py --processes 1 --cpu-devices 8 --variant jit \\
+        --steps 40 --resume /tmp/ckpt
+
+On a cluster, start one copy per host with ``--cluster`` (``srun python
+examples/data_parallel.py --cluster`` under Slurm, every worker of a Cloud TPU VM),
+or set ``JOPT_COORDINATOR_ADDRESS``, ``JOPT_NUM_PROCESSES`` and ``JOPT_PROCESS_ID``
+for each copy (Kubernetes): see ``docs/sharding.md``.
+
+``--processes 1`` runs one process through the same distributed runtime and gloo
+collectives as ``--processes 2``: the two give the same bits.  Without
+``--processes`` the one process uses XLA's in-process collectives, which sum the
+devices' gradients in another order: the same run to float32 rounding.
 Needs scikit-learn (``pip install "jopt[examples]"``).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
-import os
-import re
 import sys
 import time
 from functools import partial
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -48,39 +73,53 @@ from jax.sharding import PartitionSpec as P
 
 import jopt
 from jopt.lecture import digits
-from jopt.sharding import zero_shardings
+from jopt.sharding import launch, zero_shardings
 
 AXIS = "data"
+VARIANTS = ("jit", "shard_map")
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--steps", type=int, default=300, help="training steps (default 300)")
-    parser.add_argument(
+    add = parser.add_argument
+    add("--steps", type=int, default=300, help="training steps (default 300)")
+    add(
         "--batch-size",
         type=int,
         default=256,
         help="global batch, rounded up to a multiple of the device count (default 256)",
     )
-    parser.add_argument("--learning-rate", type=float, default=3e-3)
-    parser.add_argument("--hidden", type=int, default=128, help="hidden units (default 128)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--cpu-devices",
-        type=int,
-        default=None,
-        metavar="N",
-        help="run on N simulated CPU devices instead of the default backend",
+    add("--learning-rate", type=float, default=3e-3)
+    add("--hidden", type=int, default=128, help="hidden units (default 128)")
+    add("--seed", type=int, default=0)
+    add("--variant", choices=(*VARIANTS, "both"), default="both", help="the step (default both)")
+    add("--cpu-devices", type=int, default=None, metavar="N", help="simulate N CPU devices")
+    add("--processes", type=int, default=None, metavar="P", help="start P JAX processes")
+    add("--timeout", type=float, default=600.0, help="seconds for --processes (default 600)")
+    add(
+        "--cluster",
+        action="store_true",
+        help="join a cluster's processes with jax.distributed.initialize() (Slurm, Cloud TPU)",
     )
-    parser.add_argument("--json", action="store_true", help="print a JSON summary only")
+    add("--checkpoint", type=Path, default=None, metavar="DIR", help="save a checkpoint here")
+    add("--checkpoint-at", type=int, default=None, metavar="K", help="after step K (default: last)")
+    add("--resume", type=Path, default=None, metavar="DIR", help="continue from a checkpoint")
+    add("--json", action="store_true", help="print a JSON summary instead of text")
     args = parser.parse_args(argv)
-    for name in ("steps", "batch_size", "hidden"):
-        if getattr(args, name) < 1:
-            parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    if args.cpu_devices is not None and args.cpu_devices < 1:
-        parser.error(f"--cpu-devices must be >= 1, got {args.cpu_devices}")
+    for name in ("steps", "batch_size", "hidden", "cpu_devices", "processes"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1, got {value}")
     if not args.learning_rate > 0:
         parser.error(f"--learning-rate must be > 0, got {args.learning_rate}")
+    if (args.checkpoint or args.resume) and args.variant == "both":
+        parser.error("--checkpoint and --resume need one --variant (jit or shard_map)")
+    if args.checkpoint_at is not None and not 1 <= args.checkpoint_at <= args.steps:
+        parser.error(f"--checkpoint-at must be in [1, --steps], got {args.checkpoint_at}")
+    if args.cluster and (args.processes or args.cpu_devices):
+        parser.error("--cluster takes the processes and devices the cluster gives")
+    if args.checkpoint_at is not None and args.checkpoint is None:
+        parser.error("--checkpoint-at needs --checkpoint DIR")
     return args
 
 
@@ -176,96 +215,170 @@ def make_shard_map_step(optimizer, mesh, state_sh, param_zero_sh):
     return jax.jit(sharded, donate_argnums=(0, 1))
 
 
-# --- driver --------------------------------------------------------------------------
+# --- placement, digests, checkpoints -----------------------------------------------
 
 
 def _global_array(value: np.ndarray, sharding) -> jax.Array:
     # Every process holds the same host value; each fills its own devices' shards, so
-    # this works unchanged across hosts after jax.distributed.initialize().
+    # this works unchanged across processes after jax.distributed.initialize().
     return jax.make_array_from_callback(value.shape, sharding, lambda index: value[index])
 
 
-def _device_bytes(state, device) -> int:
-    return sum(
-        shard.data.nbytes
-        for leaf in jax.tree.leaves(state)
-        for shard in leaf.addressable_shards
-        if shard.device == device
-    )
+def digest(tree, replicated) -> str:
+    """SHA-256 of the leaves' bytes, gathered from every process: equal means bitwise equal."""
+    # One compiled copy to a replicated layout: every process then holds every value.
+    gathered = jax.jit(lambda t: t, out_shardings=replicated)(tree)
+    h = hashlib.sha256()
+    for leaf in jax.tree.leaves(gathered):
+        h.update(np.ascontiguousarray(np.asarray(leaf)).tobytes())
+    return h.hexdigest()
 
 
-def train(step, params, state, batches) -> tuple[dict, object, list[float], float]:
+def _orbax():
+    try:
+        import orbax.checkpoint as ocp
+    except ImportError:
+        sys.exit("--checkpoint and --resume need orbax-checkpoint: pip install orbax-checkpoint")
+    return ocp
+
+
+def save_checkpoint(path: Path, params, state, step: int, replicated) -> None:
+    """Params, state and step with orbax; each process writes its devices' shards."""
+    ocp = _orbax()
+    tree = {"params": params, "opt_state": state, "step": _global_array(np.int32(step), replicated)}
+    with ocp.StandardCheckpointer() as checkpointer:  # leaving waits for the writes
+        checkpointer.save(path.resolve(), tree)
+
+
+def restore_checkpoint(path: Path, params_sh, state_sh, host_params, optimizer, replicated):
+    """``(params, state, step)`` from a checkpoint, laid out on this run's mesh."""
+    ocp = _orbax()
+    shapes = jax.eval_shape(optimizer.init, host_params)
+    target = {
+        "params": jax.tree.map(
+            lambda p, s: jax.ShapeDtypeStruct(p.shape, p.dtype, sharding=s), host_params, params_sh
+        ),
+        "opt_state": jax.tree.map(
+            lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), shapes, state_sh
+        ),
+        "step": jax.ShapeDtypeStruct((), jnp.int32, sharding=replicated),
+    }
+    with ocp.StandardCheckpointer() as checkpointer:
+        restored = checkpointer.restore(path.resolve(), target)
+    return restored["params"], restored["opt_state"], int(restored["step"])
+
+
+def moment_bytes(state) -> dict[int, int]:
+    """Bytes of Adam's two moments on each of this process's devices, by device id."""
+    moments = [jopt.tree_get(state, "mu"), jopt.tree_get(state, "nu")]
+    held = {device.id: 0 for device in jax.local_devices()}
+    for leaf in jax.tree.leaves(moments):
+        for shard in leaf.addressable_shards:
+            held[shard.device.id] += shard.data.nbytes
+    return held
+
+
+# --- one training run ----------------------------------------------------------------
+
+
+class Setup:
+    """The mesh, data, start and shardings shared by the variants."""
+
+    def __init__(self, args):
+        self.args = args
+        devices = jax.devices()
+        self.mesh = jax.sharding.Mesh(np.asarray(devices), (AXIS,))
+        self.batch_size = len(devices) * math.ceil(args.batch_size / len(devices))
+        self.split = digits.load(args.seed)
+        # On the host: every process fills its own devices' shards from the same values.
+        self.host_params = jax.tree.map(
+            np.asarray, digits.init_params(jax.random.key(args.seed), hidden=args.hidden)
+        )
+        self.optimizer = jopt.adam(args.learning_rate)
+        self.state_sh, self.report = zero_shardings(
+            self.optimizer, self.host_params, self.mesh, axis=AXIS
+        )
+        self.replicated = NamedSharding(self.mesh, P())
+        self.batch_sh = NamedSharding(self.mesh, P(AXIS))
+        self.params_sh = jax.tree.map(lambda _: self.replicated, self.host_params)
+        # The same batches for every variant and every run with this seed.
+        rng = np.random.default_rng(args.seed)
+        n = len(self.split.x_train)
+        self.picks = [rng.choice(n, self.batch_size, replace=False) for _ in range(args.steps)]
+        self.evaluate = jax.jit(
+            lambda params, train, test: (digits.loss(params, train), digits.accuracy(params, test)),
+            out_shardings=self.replicated,
+        )
+
+    def batch(self, t: int):
+        x, y = self.split.train
+        idx = self.picks[t]
+        return _global_array(x[idx], self.batch_sh), _global_array(y[idx], self.batch_sh)
+
+    def on_mesh(self, batch):
+        return tuple(_global_array(part, self.replicated) for part in batch)
+
+    def start(self):
+        """``(params, state, step)``: fresh, or from ``--resume``."""
+        if self.args.resume is not None:
+            return restore_checkpoint(
+                self.args.resume,
+                self.params_sh,
+                self.state_sh,
+                self.host_params,
+                self.optimizer,
+                self.replicated,
+            )
+        params = jax.tree.map(_global_array, self.host_params, self.params_sh)
+        # A jitted init with out_shardings allocates each device's block only.
+        state = jax.jit(self.optimizer.init, out_shardings=self.state_sh)(params)
+        return params, state, 0
+
+    def step_fn(self, variant: str):
+        if variant == "jit":
+            return make_global_step(
+                self.optimizer, self.params_sh, self.state_sh, self.batch_sh, self.replicated
+            )
+        return make_shard_map_step(
+            self.optimizer, self.mesh, self.state_sh, self.report.param_shardings
+        )
+
+
+def train(setup: Setup, variant: str) -> dict:
+    """Train one variant from the start (or the checkpoint) to ``--steps``."""
+    args = setup.args
+    params, state, first = setup.start()
+    if first >= args.steps:
+        sys.exit(f"data_parallel: the checkpoint is at step {first}; raise --steps past it")
+    step = setup.step_fn(variant)
+    save_at = args.checkpoint_at or args.steps
     losses, start = [], None
-    for i, (x, y) in enumerate(batches):
-        params, state, loss = step(params, state, x, y)
+    for t in range(first, args.steps):
+        params, state, loss = step(params, state, *setup.batch(t))
         losses.append(loss)
-        if i == 0:  # leave compilation out of the timing
+        if start is None:  # leave compilation out of the timing
             jax.block_until_ready(params)
             start = time.perf_counter()
+        if args.checkpoint is not None and t + 1 == save_at:
+            save_checkpoint(args.checkpoint, params, state, t + 1, setup.replicated)
     jax.block_until_ready((params, state))
     elapsed = time.perf_counter() - start if len(losses) > 1 else float("nan")
-    return params, state, [float(v) for v in losses], elapsed
+    final_loss, accuracy = setup.evaluate(
+        params, setup.on_mesh(setup.split.train), setup.on_mesh(setup.split.test)
+    )
+    return {
+        "params": params,
+        "state": state,
+        "start_step": first,
+        "losses": [float(v) for v in losses],
+        "final_loss": float(final_loss),
+        "test_accuracy": float(accuracy),
+        "steps_per_s": (len(losses) - 1) / elapsed if elapsed == elapsed else None,
+        "digest": digest((params, state), setup.replicated),
+    }
 
 
-def _configure_cpu_devices(count: int | None) -> None:
-    """Set up simulated CPU devices; must run before JAX starts its backends."""
-    if count is not None:
-        jax.config.update("jax_platforms", "cpu")
-        jax.config.update("jax_num_cpu_devices", count)
-    else:
-        flag = re.search(
-            r"--xla_force_host_platform_device_count=(\d+)", os.environ.get("XLA_FLAGS", "")
-        )
-        count = int(flag.group(1)) if flag else 1
-    if count > 1:
-        # XLA's CPU client runs max(cores, devices) threads, and a collective holds one
-        # thread per device until every device has arrived; on a machine with fewer
-        # cores than simulated devices, a thread busy elsewhere can then stall the
-        # collective for good.  Spare threads avoid that.
-        os.environ.setdefault("PJRT_NPROC", str(max(4 * count, os.cpu_count() or 1)))
-
-
-def _train_both(args, mesh, split, host_params, optimizer, state_sh, report, batch_size):
-    """Train from the same start with each step; per variant, what it reached."""
-    replicated = NamedSharding(mesh, P())
-    batch_sh = NamedSharding(mesh, P(AXIS))
-    params_sh = jax.tree.map(lambda _: replicated, host_params)
-    x_train, y_train = split.train
-
-    # The same batches for both runs, drawn on the host and placed split over "data".
-    rng = np.random.default_rng(args.seed)
-    picks = [rng.choice(len(x_train), batch_size, replace=False) for _ in range(args.steps)]
-
-    def batches():
-        for idx in picks:
-            yield _global_array(x_train[idx], batch_sh), _global_array(y_train[idx], batch_sh)
-
-    def fresh_start():
-        params = jax.tree.map(_global_array, host_params, params_sh)
-        # A jitted init with out_shardings allocates each device's block only.
-        state = jax.jit(optimizer.init, out_shardings=state_sh)(params)
-        return params, state
-
-    global_step = make_global_step(optimizer, params_sh, state_sh, batch_sh, replicated)
-    shard_map_step = make_shard_map_step(optimizer, mesh, state_sh, report.param_shardings)
-    evaluate = jax.jit(lambda params: digits.accuracy(params, split.test))
-
-    results = {}
-    for name, step in (("jit", global_step), ("shard_map", shard_map_step)):
-        params, state = fresh_start()
-        params, state, losses, elapsed = train(step, params, state, batches())
-        mu = jopt.tree_get(state, "mu")
-        results[name] = {
-            "params": params,
-            "first_loss": losses[0],
-            "final_loss": float(np.mean(losses[-10:])),
-            "test_accuracy": float(evaluate(params)),
-            "steps_per_s": (len(losses) - 1) / elapsed if elapsed == elapsed else None,
-            # What this process's first device holds (device 0 on a single host).
-            "moment_bytes_device0": _device_bytes(mu, jax.local_devices()[0]),
-            "moment_bytes_total": sum(leaf.nbytes for leaf in jax.tree.leaves(mu)),
-        }
-    return results
+# --- output ----------------------------------------------------------------------------
 
 
 def _max_difference(a, b) -> float:
@@ -273,65 +386,116 @@ def _max_difference(a, b) -> float:
     return max(float(np.max(np.abs(np.asarray(x) - np.asarray(y)))) for x, y in pairs)
 
 
-def _print_summary(summary: dict, report, results: dict) -> None:
-    print(
-        f"{summary['devices']} {summary['platform']} device(s), global batch "
-        f"{summary['batch_size']}, {summary['steps']} steps"
-    )
-    print(report)
-    for name, result in results.items():
-        rate = result["steps_per_s"]
-        print(
-            f"{name:>9}: loss {result['first_loss']:.3f} -> {result['final_loss']:.3f}, "
-            f"test accuracy {result['test_accuracy']:.3f}, "
-            f"Adam first moment {result['moment_bytes_device0']} B on one device of "
-            f"{result['moment_bytes_total']} B"
-            + (f", {rate:.0f} steps/s" if rate is not None else "")
-        )
-    print(f"max |params(jit) - params(shard_map)| = {summary['max_param_difference']:.2e}")
+def _moment(leaf) -> bool:
+    return ".mu[" in leaf.path or ".nu[" in leaf.path
 
 
-def main(argv: list[str] | None = None) -> dict:
-    args = parse_args(argv)
-    _configure_cpu_devices(args.cpu_devices)
-
-    devices = jax.devices()
-    mesh = jax.sharding.Mesh(np.asarray(devices), (AXIS,))
-    batch_size = len(devices) * math.ceil(args.batch_size / len(devices))
-    split = digits.load(args.seed)
-    # On the host: every process fills its own devices' shards from the same values.
-    host_params = jax.tree.map(
-        np.asarray, digits.init_params(jax.random.key(args.seed), hidden=args.hidden)
-    )
-    optimizer = jopt.adam(args.learning_rate)
-    state_sh, report = zero_shardings(optimizer, host_params, mesh, AXIS)
-    results = _train_both(args, mesh, split, host_params, optimizer, state_sh, report, batch_size)
-
+def summarize(setup: Setup, results: dict) -> dict:
+    first = next(iter(results.values()))
+    moments = [jopt.tree_get(first["state"], name) for name in ("mu", "nu")]
     summary = {
-        "devices": len(devices),
-        "platform": devices[0].platform,
-        "steps": args.steps,
-        "batch_size": batch_size,
-        "state_split": [leaf.path for leaf in report.split],
-        "state_replicated": [leaf.path for leaf in report.replicated],
-        "state_bytes_per_device": report.device_nbytes,
-        "state_bytes_total": report.nbytes,
-        "max_param_difference": _max_difference(
-            results["jit"]["params"], results["shard_map"]["params"]
+        "process_index": jax.process_index(),
+        "process_count": jax.process_count(),
+        "devices": jax.device_count(),
+        "platform": jax.devices()[0].platform,
+        "steps": setup.args.steps,
+        "batch_size": setup.batch_size,
+        "state_split": [leaf.path for leaf in setup.report.split],
+        "state_replicated": [leaf.path for leaf in setup.report.replicated],
+        "state_bytes_per_device": setup.report.device_nbytes,
+        "state_bytes_total": setup.report.nbytes,
+        "moment_bytes": moment_bytes(first["state"]),
+        "moment_bytes_total": sum(leaf.nbytes for leaf in jax.tree.leaves(moments)),
+        # What the report expects each device to hold: 1/n of the split moments plus
+        # the moments it had to replicate.
+        "moment_bytes_split": sum(leaf.nbytes for leaf in setup.report.split if _moment(leaf)),
+        "moment_bytes_replicated": sum(
+            leaf.nbytes for leaf in setup.report.replicated if _moment(leaf)
         ),
-        **{
-            f"{name}_{key}": value
+        "variants": {
+            name: {k: v for k, v in result.items() if k not in ("params", "state")}
             for name, result in results.items()
-            for key, value in result.items()
-            if key != "params"
         },
+        "final_loss": first["final_loss"],
     }
+    if len(results) == 2:
+        params = [result["params"] for result in results.values()]
+        summary["max_param_difference"] = _max_difference(*params)
+    return summary
+
+
+def print_summary(summary: dict, report) -> None:
+    if summary["process_index"] == 0:
+        print(
+            f"{summary['devices']} {summary['platform']} device(s) in "
+            f"{summary['process_count']} process(es), global batch {summary['batch_size']}, "
+            f"{summary['steps']} steps"
+        )
+        print(report)
+        for name, result in summary["variants"].items():
+            losses, rate = result["losses"], result["steps_per_s"]
+            print(
+                f"{name:>9}: batch loss {losses[0]:.3f} -> {losses[-1]:.3f} from step "
+                f"{result['start_step']}, test accuracy {result['test_accuracy']:.3f}"
+                + (f", {rate:.0f} steps/s" if rate is not None else "")
+            )
+        if "max_param_difference" in summary:
+            difference = summary["max_param_difference"]
+            print(f"max |params(jit) - params(shard_map)| = {difference:.2e}")
+    held = summary["moment_bytes"]
+    n = summary["devices"]
+    print(
+        f"process {summary['process_index']}: Adam's moments on its devices "
+        + ", ".join(f"{device}: {nbytes} B" for device, nbytes in held.items())
+        + f"; 1/{n} of the {summary['moment_bytes_split']} B split is "
+        f"{summary['moment_bytes_split'] // n} B, plus {summary['moment_bytes_replicated']} B "
+        "replicated"
+    )
+
+
+# --- entry points ----------------------------------------------------------------------
+
+
+def launch_processes(args, argv: list[str]) -> float:
+    """Run this script as ``--processes`` JAX processes; their common final loss."""
+    try:
+        results = launch.run(
+            [sys.executable, str(Path(__file__).resolve()), *argv],
+            processes=args.processes,
+            cpu_devices=args.cpu_devices,
+            timeout=args.timeout,
+            echo=True,
+        )
+    except launch.LaunchError as error:
+        print(f"data_parallel: {error}", file=sys.stderr)
+        sys.exit(error.returncode)
+    finals = {r.stdout.strip().splitlines()[-1] for r in results}
+    if len(finals) != 1 or not next(iter(finals)).startswith("final loss: "):
+        sys.exit(f"data_parallel: the processes disagree on the final loss: {sorted(finals)}")
+    return float(next(iter(finals)).removeprefix("final loss: "))
+
+
+def main(argv: list[str] | None = None) -> dict | None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parse_args(argv)
+    if args.processes is not None and not launch.is_launched():
+        print(f"final loss: {launch_processes(args, argv)!r}")
+        return None
+    if args.cluster:  # the cluster tells each process the coordinator and its id
+        jax.distributed.initialize()
+    else:
+        launch.initialize(cpu_devices=args.cpu_devices)
+    setup = Setup(args)
+    variants = VARIANTS if args.variant == "both" else (args.variant,)
+    results = {name: train(setup, name) for name in variants}
+    summary = summarize(setup, results)
     if args.json:
         print(json.dumps(summary))
     else:
-        _print_summary(summary, report, results)
+        print_summary(summary, setup.report)
+    print(f"final loss: {summary['final_loss']!r}")
     return summary
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    main()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
+import os
 from typing import Any
 
 import jax
@@ -297,3 +298,37 @@ class Items(Spec):
             spec(f"{name}[{i}]", v)
             for i, (spec, v) in enumerate(zip(self.items, value, strict=True))
         )
+
+
+@dataclasses.dataclass(frozen=True)
+class Instance(Spec):
+    """An instance of one of ``types`` (or ``None`` when ``optional``), described in words."""
+
+    types: tuple[type, ...]
+    text: str
+    optional: bool = False
+
+    def describe(self) -> str:
+        return self.text + (" or None" if self.optional else "")
+
+    def __call__(self, name: str, value: Any) -> Any:
+        if value is None and self.optional:
+            return None
+        if not isinstance(value, self.types) or (isinstance(value, str) and not value):
+            raise TypeError(f"{name} must be {self.describe()}, got {_show(value)}")
+        return value
+
+
+@dataclasses.dataclass(frozen=True)
+class Command(Spec):
+    """A program and its arguments: a non-empty list or tuple of strings or paths."""
+
+    def describe(self) -> str:
+        return "a non-empty list of strings (a program and its arguments)"
+
+    def __call__(self, name: str, value: Any) -> Any:
+        if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+            raise TypeError(f"{name} must be {self.describe()}, got {_show(value)}")
+        if not value or not all(isinstance(v, (str, os.PathLike)) for v in value):
+            raise ValueError(f"{name} must be {self.describe()}, got {value!r}")
+        return [os.fspath(v) for v in value]

@@ -24,11 +24,15 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
 
+import jax
+
 from jopt._specs import (
     Choice,
+    Command,
     DType,
     Flag,
     Function,
+    Instance,
     Integer,
     Key,
     Real,
@@ -221,6 +225,17 @@ VOCABULARY: Mapping[str, Spec] = MappingProxyType(
         "distribution": Choice(("truncated_normal", "normal", "uniform")),
         "variance_scaling.mode": Choice(("fan_in", "fan_out", "fan_avg", "fan_geo_avg")),
         "kaiming.mode": Choice(("fan_in", "fan_out")),
+        # --- sharding (jopt.sharding and jopt.sharding.launch)
+        "mesh": Instance((jax.sharding.Mesh, jax.sharding.AbstractMesh), "a jax.sharding.Mesh"),
+        "axis": Instance((str,), "a mesh axis name (a non-empty str)"),
+        "min_size": _COUNT,
+        "offload": _FLAG,
+        "processes": _STEPS,
+        "cpu_devices": Integer(low=1, optional=True),
+        "timeout": _POSITIVE,
+        "command": Command(),
+        "env": Instance((Mapping,), "a mapping of environment variables", optional=True),
+        "echo": _FLAG,
         # --- training
         "batch_size": Integer(low=1, optional=True),
         "epochs": _COUNT,
