@@ -454,3 +454,12 @@ def test_set_hyperparams_takes_half_precision_values(dtype):
     state = jopt.set_hyperparams(state, learning_rate=jnp.asarray(0.25, dtype))
     assert float(jopt.get_hyperparams(state)["learning_rate"]) == 0.25
     assert jopt.get_hyperparams(state)["learning_rate"].dtype == jnp.float32
+
+
+def test_integer_arguments_stay_static():
+    # Step counts and periods are Python ints in their factories (the vocabulary types
+    # them as integers): injected as float arrays they would be refused.
+    injected = jopt.inject_hyperparams(jopt.ademamix)(learning_rate=1e-3, alpha_beta3_warmup=10)
+    state = injected.init(jnp.ones(3))
+    assert "alpha_beta3_warmup" not in state.hyperparams
+    assert {"learning_rate", "alpha", "b3"} <= set(state.hyperparams)
