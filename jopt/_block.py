@@ -39,6 +39,7 @@ its new fields (``s._replace(...)``; scalar fields returned are ignored).
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -133,6 +134,112 @@ def _view_dtype(compute, stored: jax.Array):
     return compute if jnp.iscomplexobj(stored) else _numerics.real_dtype(compute)
 
 
+class _Block:
+    """The configuration of one :func:`block`, with its ``init``, ``update`` and leaf step."""
+
+    def __init__(self, state_type, rule, needs_params, step, fields):
+        names = state_type._fields
+        self.keeps_count = "count" in names and "count" not in fields
+        unknown = sorted(set(fields) - set(names))
+        missing = [n for n in names if n not in fields and not (n == "count" and self.keeps_count)]
+        if unknown or missing:
+            raise TypeError(
+                f"block({state_type.__name__}, ...): fields {unknown} are not in the state "
+                f"type, and {missing} have no Field"
+            )
+        self.state_type, self.rule, self.step, self.fields = state_type, rule, step, fields
+        self.needs_params, self.names, self.name = needs_params, names, _block_name(rule)
+        self.leaf_names = [n for n in names if n in fields and fields[n].kind != "scalar"]
+        self.scalar_names = [n for n in names if n not in self.leaf_names]
+        leaf_update = functools.partial(_Block._leaf_update, self)
+        leaf_update.__name__ = self.name  # what profiles and HLO dumps call it
+        self.leaf_update = leaf_update
+        # Under jit, the rule is traced once per distinct leaf signature (shape and
+        # dtypes) and reused for every leaf that shares it: tracing and lowering cost per
+        # distinct shape, not per leaf.  XLA inlines the calls: the compiled step is the
+        # same.  Eager updates run op by op.
+        self.traced_leaf_update = jax.jit(leaf_update)
+
+    def _leaf_update(self, g, field_leaves, p, scalars):
+        """One leaf: cast to the compute dtype, apply the rule, round once to storage."""
+        compute = _numerics.compute_dtype(g.dtype)
+        real = _numerics.real_dtype(compute)
+        view = {
+            n: None if x is None else _numerics.cast(x, _view_dtype(compute, x))
+            for n, x in zip(self.leaf_names, field_leaves, strict=True)
+        }
+        view.update(
+            {n: _numerics.cast(x, real) for n, x in zip(self.scalar_names, scalars, strict=True)}
+        )
+        args = (_numerics.cast(g, compute), self.state_type(**view))
+        if self.needs_params:
+            args += (_numerics.cast(p, compute),)
+        u, new = self.rule(*args)
+        new_leaves = tuple(
+            None if old is None else _numerics.cast(getattr(new, n), old.dtype)
+            for n, old in zip(self.leaf_names, field_leaves, strict=True)
+        )
+        return _numerics.cast(u, g.dtype), new_leaves
+
+    def init(self, params):
+        values = {n: self.fields[n].build(params) for n in self.fields}
+        if self.keeps_count:
+            values["count"] = _placement.scalar_like(params, 0, jnp.int32)
+        return self.state_type(**values)
+
+    def _stepped(self, state):
+        """The state with this update's count and scalar fields."""
+        if self.names and not isinstance(state, self.state_type):
+            raise ValueError(
+                f"{self.name}: state must be the {self.state_type.__name__} that init "
+                f"returned, got {type(state).__name__}"
+            )
+        if self.keeps_count:
+            state = state._replace(count=_numerics.safe_increment(state.count))
+        if self.step is not None:
+            stepped = self.step(state)
+            state = state._replace(**{n: getattr(stepped, n) for n in self.scalar_names})
+        return state
+
+    def update(self, updates, state, params=None, **extra_args):
+        del extra_args
+        if self.needs_params and params is None:
+            raise ValueError(f"{self.name} needs params: call update(updates, state, params)")
+        state = self._stepped(state)
+        named = [(f"state.{n}", getattr(state, n)) for n in self.leaf_names]
+        shapes = [self.fields[n].kind != "custom" for n in self.leaf_names]
+        if params is not None:
+            named.append(("params", params))
+            shapes.append(True)
+        leaves, treedef, columns = _align.align(updates, named, shapes=shapes)
+        fields = columns[: len(self.leaf_names)]
+        param_column = columns[-1] if params is not None else [None] * len(leaves)
+        scalars = tuple(getattr(state, n) for n in self.scalar_names)
+        outputs, new_fields = list(leaves), [list(c) for c in fields]
+        for i, g in enumerate(leaves):
+            result = self._leaf(g, tuple(c[i] for c in fields), param_column[i], scalars)
+            if result is not None:
+                outputs[i], new_leaves = result
+                for column, new in zip(new_fields, new_leaves, strict=True):
+                    column[i] = new
+        if not self.names:  # a stateless block keeps whatever state it is given, as optax's
+            return treedef.unflatten(outputs), state
+        trees = {n: treedef.unflatten(c) for n, c in zip(self.leaf_names, new_fields, strict=True)}
+        return treedef.unflatten(outputs), state._replace(**trees)
+
+    def _leaf(self, g, field_leaves, p, scalars):
+        """``(u, new field leaves)`` for one leaf, or ``None`` where it passes through."""
+        if not _numerics.is_trainable(g) or (self.needs_params and not _numerics.is_trainable(p)):
+            return None
+        if self.leaf_names and all(x is None for x in field_leaves):
+            return None  # a leaf the state does not cover (masked out, or not trainable)
+        # Python and NumPy scalars become arrays (of the default dtypes, as jnp makes them).
+        arguments = (jnp.asarray(g), field_leaves, jnp.asarray(p) if self.needs_params else None)
+        arguments += (scalars,)
+        traced = any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(arguments))
+        return (self.traced_leaf_update if traced else self.leaf_update)(*arguments)
+
+
 def block(
     state_type: type[NamedTuple],
     rule: Callable[..., tuple[Any, Any]],
@@ -158,99 +265,9 @@ def block(
 
     Returns:
       The transformation; its state is a ``state_type``.
+
+    Raises:
+      TypeError: when ``fields`` and the state type's fields disagree.
     """
-    names = state_type._fields
-    keeps_count = "count" in names and "count" not in fields
-    unknown = sorted(set(fields) - set(names))
-    missing = [n for n in names if n not in fields and not (n == "count" and keeps_count)]
-    if unknown or missing:
-        raise TypeError(
-            f"block({state_type.__name__}, ...): fields {unknown} are not in the state type, "
-            f"and {missing} have no Field"
-        )
-    leaf_names = [n for n in names if n in fields and fields[n].kind != "scalar"]
-    scalar_names = [n for n in names if n not in leaf_names]
-    name = _block_name(rule)
-
-    def leaf_update(g, field_leaves, p, scalars):
-        compute = _numerics.compute_dtype(g.dtype)
-        real = _numerics.real_dtype(compute)
-        view = {
-            n: None if x is None else _numerics.cast(x, _view_dtype(compute, x))
-            for n, x in zip(leaf_names, field_leaves, strict=True)
-        }
-        view.update(
-            {n: _numerics.cast(x, real) for n, x in zip(scalar_names, scalars, strict=True)}
-        )
-        s = state_type(**view)
-        args = (_numerics.cast(g, compute), s)
-        if needs_params:
-            args += (_numerics.cast(p, compute),)
-        u, new = rule(*args)
-        new_leaves = tuple(
-            None if old is None else _numerics.cast(getattr(new, n), old.dtype)
-            for n, old in zip(leaf_names, field_leaves, strict=True)
-        )
-        return _numerics.cast(u, g.dtype), new_leaves
-
-    leaf_update.__name__ = name
-    # Under jit, the rule is traced once per distinct leaf signature (shape and dtypes)
-    # and reused for every leaf that shares it: tracing and lowering cost per distinct
-    # shape, not per leaf.  XLA inlines the calls, so the compiled step is the same.
-    traced_leaf_update = jax.jit(leaf_update)
-
-    def init(params):
-        values = {n: fields[n].build(params) for n in fields}
-        if keeps_count:
-            values["count"] = _placement.scalar_like(params, 0, jnp.int32)
-        return state_type(**values)
-
-    def update(updates, state, params=None, **extra_args):
-        del extra_args
-        if needs_params and params is None:
-            raise ValueError(f"{name} needs params: call update(updates, state, params)")
-        # A stateless block keeps whatever state it is given, as optax's do.
-        if names and not isinstance(state, state_type):
-            raise ValueError(
-                f"{name}: state must be the {state_type.__name__} that init returned, got "
-                f"{type(state).__name__}"
-            )
-        if keeps_count:
-            state = state._replace(count=_numerics.safe_increment(state.count))
-        if step is not None:
-            stepped = step(state)
-            state = state._replace(**{n: getattr(stepped, n) for n in scalar_names})
-        named = [(f"state.{n}", getattr(state, n)) for n in leaf_names]
-        shapes = [fields[n].kind != "custom" for n in leaf_names]
-        if params is not None:
-            named.append(("params", params))
-            shapes.append(True)
-        leaves, treedef, columns = _align.align(updates, named, shapes=shapes)
-        param_column = columns[len(leaf_names)] if params is not None else [None] * len(leaves)
-        scalars = tuple(getattr(state, n) for n in scalar_names)
-        outputs = list(leaves)
-        new_columns = [list(c) for c in columns[: len(leaf_names)]]
-        for i, g in enumerate(leaves):
-            field_leaves = tuple(c[i] for c in columns[: len(leaf_names)])
-            p = param_column[i]
-            if not _numerics.is_trainable(g) or (needs_params and not _numerics.is_trainable(p)):
-                continue
-            if leaf_names and all(x is None for x in field_leaves):
-                continue  # a leaf the state does not cover (masked out, or not trainable)
-            # Python and NumPy scalars become arrays (of the default dtypes, as jnp makes them).
-            g = jnp.asarray(g)
-            p = jnp.asarray(p) if needs_params else None
-            arguments = (g, field_leaves, p, scalars)
-            traced = any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(arguments))
-            fn = traced_leaf_update if traced else leaf_update
-            outputs[i], new_leaves = fn(*arguments)
-            for column, new in zip(new_columns, new_leaves, strict=True):
-                column[i] = new
-        if not names:
-            return treedef.unflatten(outputs), state
-        new_state = state._replace(
-            **{n: treedef.unflatten(c) for n, c in zip(leaf_names, new_columns, strict=True)}
-        )
-        return treedef.unflatten(outputs), new_state
-
-    return GradientTransformation(init, update)
+    configured = _Block(state_type, rule, needs_params, step, fields)
+    return GradientTransformation(configured.init, configured.update)
