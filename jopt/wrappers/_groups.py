@@ -157,6 +157,8 @@ def partition(
         )
 
     def update(updates, state, params=None, **extra_args):
+        if params is not None:  # before the labels are read from them
+            _align.check_matches(updates, "params", params)
         found = leaf_labels(params if params is not None else updates)
         leaves, treedef = _leaves(updates)
         merged = list(leaves)
@@ -206,6 +208,8 @@ def masked(optimizer: GradientTransformation, mask: Any) -> GradientTransformati
         return MaskedState(inner.init(_select(params, _mask_flags(mask, params))))
 
     def update(updates, state, params=None, **extra_args):
+        if params is not None:  # before the mask is read from them
+            _align.check_matches(updates, "params", params)
         flags = _mask_flags(mask, params if params is not None else updates)
         out, inner_state = inner.update(
             _select(updates, flags), state.inner_state, _select(params, flags), **extra_args
