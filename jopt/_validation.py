@@ -187,7 +187,14 @@ class Flag(Spec):
 
 @dataclasses.dataclass(frozen=True)
 class DType(Spec):
-    """``None`` (keep the parameter's dtype) or a floating-point dtype, in any form."""
+    """``None`` or a floating-point dtype, in any form.
+
+    ``storage=True`` (the default): the dtype some state is stored in, ``None`` keeping
+    the parameter's.  ``storage=False``: the dtype some arithmetic runs in (no state
+    holds it), ``None`` meaning the update's dtype promoted to at least float32.
+    """
+
+    storage: bool = True
 
     def describe(self) -> str:
         return "None or a floating-point dtype"
@@ -315,6 +322,42 @@ class Items(Spec):
         )
 
 
+def _is_function(value: Any) -> bool:
+    """A callable that is a pytree leaf (a callable pytree node is a tree of values)."""
+    return callable(value) and jax.tree_util.treedef_is_leaf(jax.tree.structure(value))
+
+
+@dataclasses.dataclass(frozen=True)
+class PerLeaf(Spec):
+    """A value for each parameter leaf, following ``item``.
+
+    One value for every leaf; a tree of values with the structure of the params or of
+    a prefix of it (``{"blocks": 1, "embed": 0}``); or a function ``params -> such a
+    tree``.  A single value and the leaves of a tree are checked now (named
+    ``name['key']...`` for a tree); a function's values when it is called, by whoever
+    calls it, with :func:`checked` and the leaf's path.  ``optional``: ``None`` (the
+    whole argument) is accepted.
+    """
+
+    item: Spec
+    optional: bool = False
+
+    def describe(self) -> str:
+        text = f"{self.item.describe()}, a tree of such values, or a function of the params"
+        return text + (", or None" if self.optional else "")
+
+    def __call__(self, name: str, value: Any) -> Any:
+        if value is None and self.optional:
+            return None
+        if _is_function(value):
+            return value
+        if value is None or jax.tree_util.treedef_is_leaf(jax.tree.structure(value)):
+            return self.item(name, value)
+        for path, leaf in jax.tree_util.tree_flatten_with_path(value)[0]:
+            self.item(f"{name}{jax.tree_util.keystr(path)}", leaf)
+        return value
+
+
 # Shorthands for the table.
 _ANY = Real()
 _NON_NEGATIVE = Real(low=0.0)
@@ -365,6 +408,15 @@ VOCABULARY: Mapping[str, Spec] = MappingProxyType(
         "max_precond_dim": _STEPS,
         "alpha_beta3_warmup": Integer(low=1, optional=True),
         "adam_learning_rate": Real(low=0.0, schedule=True, optional=True),
+        "adam_b1": _DECAY,
+        "adam_b2": _DECAY,
+        "adam_eps": _NON_NEGATIVE,
+        "adam_weight_decay": Real(low=0.0, schedule=True, optional=True),
+        "ns_coefficients": Items((_ANY, _ANY, _ANY)),
+        "adjust_lr_fn": Choice(("original", "match_rms_adamw"), optional=True),
+        "stack_axes": PerLeaf(Integer(low=0)),
+        "layout": Choice(("in_out", "out_in")),
+        "muon.labels": PerLeaf(Choice(("muon", "adam")), optional=True),
         # --- flags and dtypes
         "nesterov": _FLAG,
         "amsgrad": _FLAG,
@@ -383,6 +435,7 @@ VOCABULARY: Mapping[str, Spec] = MappingProxyType(
         "nu_dtype": DType(),
         "accumulator_dtype": DType(),
         "hyperparam_dtype": DType(),
+        "ns_dtype": DType(storage=False),
         # --- wrappers
         "every_k": _STEPS,
         "max_consecutive": Integer(low=0, optional=True),

@@ -23,7 +23,14 @@ import numpy as np
 
 from jopt import _core, _numerics, _placement
 from jopt._core import GradientTransformation
-from jopt._validation import VOCABULARY, as_number, checked, is_concrete, is_static_zero
+from jopt._validation import (
+    VOCABULARY,
+    Real,
+    as_number,
+    checked,
+    is_concrete,
+    is_static_zero,
+)
 
 __all__ = [
     "InjectHyperparamsState",
@@ -121,11 +128,24 @@ def _stored(name: str, value: Any, dtype) -> jax.Array:
     return stored
 
 
+def _may_be_live(name: str) -> bool:
+    """Whether argument ``name`` can be live: the vocabulary knows it as a real number
+    (or not at all).  Counts (``ns_steps``), per-leaf trees and functions (``labels``)
+    and tuples shape the computation: they stay static."""
+    spec = VOCABULARY.get(name)
+    return spec is None or isinstance(spec, Real)
+
+
 def _sort_arguments(named: dict[str, Any], static_names: frozenset[str], dtype) -> tuple:
     """``(static, live, schedules)``: how each argument of the factory is injected."""
     static, live, schedules = {}, {}, {}
     for name, value in named.items():
-        if name in static_names or isinstance(value, (bool, np.bool_, str)) or _is_dtype(value):
+        if (
+            name in static_names
+            or isinstance(value, (bool, np.bool_, str))
+            or _is_dtype(value)
+            or not _may_be_live(name)
+        ):
             static[name] = value
         elif callable(value):
             schedules[name] = value
@@ -156,8 +176,10 @@ def inject_hyperparams(
       used (as optax's);
     * everything else stays *static*, passed to the factory unchanged: booleans such as
       ``nesterov``, ``None``, strings, dtypes in any form (``mu_dtype=jnp.bfloat16``),
-      arrays that are not 0-d, the names in ``static_args``, and numbers that are a
-      literal Python ``0``.
+      arrays that are not 0-d, the names in ``static_args``, numbers that are a
+      literal Python ``0``, and every argument that the validation vocabulary does
+      not know as a real number: integer counts (``ns_steps``), tuples
+      (``ns_coefficients``), per-leaf trees and functions (``muon``'s ``labels``).
 
     A literal Python ``0`` stays static because the optimizers leave the block it
     controls out of the chain (the default ``weight_decay=0.0`` costs nothing and
