@@ -18,7 +18,9 @@ from jopt.transforms._adaptive import *  # noqa: F403
 from jopt.transforms._adaptive import __all__ as _adaptive
 from jopt.transforms._momentum import *  # noqa: F403
 from jopt.transforms._momentum import __all__ as _momentum
+from jopt.transforms._muon import *  # noqa: F403
+from jopt.transforms._muon import __all__ as _muon
 from jopt.transforms._scaling import *  # noqa: F403
 from jopt.transforms._scaling import __all__ as _scaling
 
-__all__ = [*_scaling, *_momentum, *_adaptive, *_adam]
+__all__ = [*_scaling, *_momentum, *_adaptive, *_adam, *_muon]
