@@ -113,7 +113,9 @@ def partition(
     leaves with that label and keeps state only for them (torch's ``param_groups``).
     Each transformation sees the full tree with the other groups' leaves set to
     ``None``, which jopt's blocks pass through without state, so a group behaves
-    exactly as its optimizer run on that sub-tree alone.
+    exactly as its optimizer run on that sub-tree alone.  A group that holds no leaf
+    (every leaf labelled otherwise, or params that are a single array labelled
+    otherwise) is not updated: its state stays as ``init`` made it.
 
     Args:
       transforms: ``label -> GradientTransformation``; every label used must be a key.
@@ -165,6 +167,9 @@ def partition(
         new_states = {}
         for label, t in inner.items():
             flags = flags_for(label, found)
+            if not any(flags):  # nothing to update (a lone array's other groups get None)
+                new_states[label] = state.inner_states[label]
+                continue
             out, new_states[label] = t.update(
                 _select(updates, flags),
                 state.inner_states[label],
