@@ -128,15 +128,18 @@ def _stored(name: str, value: Any, dtype) -> jax.Array:
     return stored
 
 
-def _may_be_live(name: str) -> bool:
-    """Whether argument ``name`` can be live: the vocabulary knows it as a real number
-    (or not at all).  Counts (``ns_steps``), per-leaf trees and functions (``labels``)
-    and tuples shape the computation: they stay static."""
-    spec = VOCABULARY.get(name)
+def _may_be_live(name: str, owner: str | None) -> bool:
+    """Whether argument ``name`` of factory ``owner`` can be live: the vocabulary knows
+    it as a real number (or not at all).  Counts (``ns_steps``), per-leaf trees and
+    functions (``muon``'s ``labels``) and tuples shape the computation: they stay
+    static."""
+    spec = VOCABULARY.get(f"{owner}.{name}") or VOCABULARY.get(name)
     return spec is None or isinstance(spec, Real)
 
 
-def _sort_arguments(named: dict[str, Any], static_names: frozenset[str], dtype) -> tuple:
+def _sort_arguments(
+    named: dict[str, Any], static_names: frozenset[str], dtype, owner: str | None = None
+) -> tuple:
     """``(static, live, schedules)``: how each argument of the factory is injected."""
     static, live, schedules = {}, {}, {}
     for name, value in named.items():
@@ -144,7 +147,7 @@ def _sort_arguments(named: dict[str, Any], static_names: frozenset[str], dtype) 
             name in static_names
             or isinstance(value, (bool, np.bool_, str))
             or _is_dtype(value)
-            or not _may_be_live(name)
+            or not _may_be_live(name, owner)
         ):
             static[name] = value
         elif callable(value):
@@ -220,7 +223,8 @@ def inject_hyperparams(
                 f"{sorted(named)}"
             )
         dtype = hyperparam_dtype if hyperparam_dtype is not None else jnp.result_type(float)
-        static, live, schedules = _sort_arguments(named, static_names, dtype)
+        owner = getattr(factory, "__name__", None)
+        static, live, schedules = _sort_arguments(named, static_names, dtype, owner)
 
         def with_schedules(hyperparams: dict, count: jax.Array) -> dict[str, jax.Array]:
             scheduled = {name: jnp.asarray(s(count), dtype=dtype) for name, s in schedules.items()}
