@@ -173,8 +173,23 @@ class MatrixView(NamedTuple):
         return math.sqrt(max(1.0, self.fan_out / self.fan_in))
 
 
+def _whole(g: jax.Array) -> tuple[jax.Array, Any]:
+    """``g`` unsplit, and the sharding it was split by where its type carries one.
+
+    Under explicit sharding a product over a split axis has no implied layout, so
+    each leaf is gathered, orthogonalized whole, and split back as it came.  (Under
+    automatic sharding the compiler places the products itself.)
+    """
+    sharding = getattr(jax.typeof(g), "sharding", None)
+    spec = getattr(sharding, "spec", None)
+    if spec is None or all(axis is None for axis in spec):
+        return g, None
+    return jax.sharding.reshard(g, sharding.update(spec=jax.sharding.PartitionSpec())), sharding
+
+
 def _orthogonalized(g, view: MatrixView, adjust_lr_fn, coefficients, ns_steps, eps, ns_dtype):
     compute = _numerics.compute_dtype(g.dtype)
+    g, sharding = _whole(g)
     matrices = g.reshape(view.stack + (view.rows, view.cols))
     o = newton_schulz(
         matrices.astype(compute),
@@ -183,8 +198,8 @@ def _orthogonalized(g, view: MatrixView, adjust_lr_fn, coefficients, ns_steps, e
         eps=eps,
         ns_dtype=ns_dtype,
     )
-    u = o.astype(compute) * view.scale(adjust_lr_fn)
-    return u.reshape(g.shape).astype(g.dtype)
+    u = (o.astype(compute) * view.scale(adjust_lr_fn)).reshape(g.shape).astype(g.dtype)
+    return u if sharding is None else jax.sharding.reshard(u, sharding)
 
 
 # Traced once per distinct leaf shape and settings under jit (as jopt.block's rules).
