@@ -25,7 +25,7 @@ import numpy as np
 from jopt import _align, _numerics
 from jopt._block import Field, block
 from jopt._core import GradientTransformation, init_empty_state
-from jopt._validation import check, checked
+from jopt._validation import check, checked, is_concrete
 from jopt.wrappers._groups import _per_leaf
 
 __all__ = [
@@ -224,6 +224,22 @@ def stack_axes_per_leaf(stack_axes: Any, tree: Any) -> list[Any]:
     return values
 
 
+def _matrix_view(path: str, g: Any, stack_axes: int, layout: str) -> MatrixView:
+    """The leaf at ``updates{path}`` as matrices, or a ``ValueError`` naming it."""
+    view = MatrixView.of(np.shape(g), stack_axes, layout)
+    if view is None or jnp.iscomplexobj(g):
+        what = (
+            "complex"
+            if view is not None
+            else f"{np.ndim(g) - stack_axes}-d after {stack_axes} stack axes"
+        )
+        raise ValueError(
+            f"scale_by_newton_schulz: updates{path} of shape {np.shape(g)} is {what}; "
+            f"it orthogonalizes real matrices only"
+        )
+    return view
+
+
 def scale_by_newton_schulz(
     ns_coefficients: tuple[float, float, float] = NS_COEFFICIENTS,
     *,
@@ -261,7 +277,11 @@ def scale_by_newton_schulz(
       A stateless transformation.  A leaf with fewer than two axes after its stack
       axes, or a complex one, raises a ``ValueError`` naming its path.
     """
-    ns_coefficients = checked("ns_coefficients", ns_coefficients)
+    ns_coefficients = tuple(
+        float(c) if is_concrete(c) else c for c in checked("ns_coefficients", ns_coefficients)
+    )
+    # Traced coefficients cannot key the per-shape cache: the leaves are traced inline.
+    cacheable = all(isinstance(c, float) for c in ns_coefficients)
     ns_steps = checked("ns_steps", ns_steps)
     check(eps=eps, adjust_lr_fn=adjust_lr_fn, stack_axes=stack_axes, layout=layout)
     ns_dtype = checked("ns_dtype", ns_dtype)
@@ -279,15 +299,9 @@ def scale_by_newton_schulz(
             if not _numerics.is_trainable(g):
                 out.append(g)
                 continue
-            view = MatrixView.of(np.shape(g), k, layout)
-            if view is None or jnp.iscomplexobj(g):
-                what = "complex" if view is not None else f"{np.ndim(g) - k}-d after {k} stack axes"
-                raise ValueError(
-                    f"scale_by_newton_schulz: updates{path} of shape {np.shape(g)} is {what}; "
-                    f"it orthogonalizes real matrices only"
-                )
+            view = _matrix_view(path, g, k, layout)
             traced = isinstance(g, jax.core.Tracer) or isinstance(eps, jax.core.Tracer)
-            fn = _traced_orthogonalized if traced else _orthogonalized
+            fn = _traced_orthogonalized if traced and cacheable else _orthogonalized
             out.append(fn(g, view, adjust_lr_fn, ns_coefficients, ns_steps, eps, ns_dtype))
         return treedef.unflatten(out), state
 
