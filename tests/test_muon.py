@@ -107,26 +107,27 @@ def _torch_path(run: dict):
 
 @pytest.mark.float64
 def test_newton_schulz_is_torchs_in_bfloat16_and_close_in_float64():
-    golden = _golden()
-    for case in golden["newton_schulz"]:
-        g, torch_out = _array(case["input"]), _array(case["output"])
-        kwargs = {
-            "ns_coefficients": tuple(case["ns_coefficients"]),
-            "ns_steps": case["ns_steps"],
-            "eps": case["eps"],
-        }
+    cases = _golden()["newton_schulz"]
+    settings = [
+        {"ns_coefficients": tuple(c["ns_coefficients"]), "ns_steps": c["ns_steps"], "eps": c["eps"]}
+        for c in cases
+    ]
 
-        @jax.jit
-        def orthogonalized(g, kwargs=kwargs):
-            bf16 = jopt.newton_schulz(g, ns_dtype=jnp.bfloat16, **kwargs)
-            return (
-                bf16,
+    @jax.jit
+    def orthogonalized(inputs):  # every case in one program: one compilation
+        return [
+            (
+                jopt.newton_schulz(g, ns_dtype=jnp.bfloat16, **kwargs),
                 jopt.newton_schulz(g.astype(jnp.float32), **kwargs),
                 jopt.newton_schulz(g, **kwargs),
             )
+            for g, kwargs in zip(inputs, settings, strict=True)
+        ]
 
-        with jax.default_device(CPU):
-            bf16, f32, f64 = orthogonalized(jnp.asarray(g))
+    with jax.default_device(CPU):
+        results = orthogonalized([jnp.asarray(_array(c["input"])) for c in cases])
+    for case, kwargs, (bf16, f32, f64) in zip(cases, settings, results, strict=True):
+        g, torch_out = _array(case["input"]), _array(case["output"])
         restated = ref_newton_schulz(g, *kwargs.values())
         assert bf16.dtype == jnp.bfloat16 and f32.dtype == jnp.float32
         # torch's arithmetic: the same roundings, so the same bits on CPU.
