@@ -37,8 +37,8 @@ __all__ = [
 ]
 
 NS_COEFFICIENTS = (3.4445, -4.775, 2.0315)
-"""Jordan et al.'s quintic (a, b, c): the largest slope at 0 for which 5 steps still
-bring every singular value of a normalized matrix into about [0.7, 1.2]."""
+"""Jordan et al.'s quintic (a, b, c), chosen for a steep slope at 0: 5 steps bring the
+singular values of a normalized matrix near 1 (about 0.7 to 1.2), not to 1."""
 
 
 class EmaMomentumState(NamedTuple):
@@ -231,7 +231,7 @@ def _matrix_view(path: str, g: Any, stack_axes: int, layout: str) -> MatrixView:
         what = (
             "complex"
             if view is not None
-            else f"{np.ndim(g) - stack_axes}-d after {stack_axes} stack axes"
+            else f"{max(np.ndim(g) - stack_axes, 0)}-d after {stack_axes} stack axes"
         )
         raise ValueError(
             f"scale_by_newton_schulz: updates{path} of shape {np.shape(g)} is {what}; "
