@@ -172,7 +172,14 @@ class Flag(Spec):
 
 @dataclasses.dataclass(frozen=True)
 class DType(Spec):
-    """``None`` (keep the parameter's dtype) or a floating-point dtype, in any form."""
+    """``None`` or a floating-point dtype, in any form.
+
+    ``storage=True`` (the default): the dtype some state is stored in, ``None`` keeping
+    the parameter's.  ``storage=False``: the dtype some arithmetic runs in (no state
+    holds it), ``None`` meaning the update's dtype promoted to at least float32.
+    """
+
+    storage: bool = True
 
     def describe(self) -> str:
         return "None or a floating-point dtype"
@@ -332,3 +339,39 @@ class Command(Spec):
         if not value or not all(isinstance(v, (str, os.PathLike)) for v in value):
             raise ValueError(f"{name} must be {self.describe()}, got {value!r}")
         return [os.fspath(v) for v in value]
+
+
+def _is_function(value: Any) -> bool:
+    """A callable that is a pytree leaf (a callable pytree node is a tree of values)."""
+    return callable(value) and jax.tree_util.treedef_is_leaf(jax.tree.structure(value))
+
+
+@dataclasses.dataclass(frozen=True)
+class PerLeaf(Spec):
+    """A value for each parameter leaf, following ``item``.
+
+    One value for every leaf; a tree of values with the structure of the params or of
+    a prefix of it (``{"blocks": 1, "embed": 0}``); or a function ``params -> such a
+    tree``.  A single value and the leaves of a tree are checked now (named
+    ``name['key']...`` for a tree); a function's values when it is called, by whoever
+    calls it, with :func:`jopt._validation.checked` and the leaf's path.  ``optional``:
+    ``None`` (the whole argument) is accepted.
+    """
+
+    item: Spec
+    optional: bool = False
+
+    def describe(self) -> str:
+        text = f"{self.item.describe()}, a tree of such values, or a function of the params"
+        return text + (", or None" if self.optional else "")
+
+    def __call__(self, name: str, value: Any) -> Any:
+        if value is None and self.optional:
+            return None
+        if _is_function(value):
+            return value
+        if value is None or jax.tree_util.treedef_is_leaf(jax.tree.structure(value)):
+            return self.item(name, value)
+        for path, leaf in jax.tree_util.tree_flatten_with_path(value)[0]:
+            self.item(f"{name}{jax.tree_util.keystr(path)}", leaf)
+        return value

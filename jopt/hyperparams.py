@@ -23,7 +23,7 @@ import numpy as np
 
 from jopt import _core, _numerics, _placement
 from jopt._core import GradientTransformation
-from jopt._specs import Integer
+from jopt._specs import Real
 from jopt._validation import VOCABULARY, as_number, checked, is_concrete, is_static_zero
 
 __all__ = [
@@ -71,9 +71,13 @@ def _is_dtype(value: Any) -> bool:
     return False
 
 
-def _is_count(name: str) -> bool:
-    """Arguments the vocabulary types as integers (step counts, periods) stay static."""
-    return isinstance(VOCABULARY.get(name), Integer)
+def _may_be_live(name: str, owner: str | None) -> bool:
+    """Whether argument ``name`` of factory ``owner`` can be live: the vocabulary knows
+    it as a real number (or not at all).  Counts (``ns_steps``, ``warmup_steps``),
+    per-leaf trees and functions (``muon``'s ``labels``) and tuples shape the
+    computation: they stay static."""
+    spec = VOCABULARY.get(f"{owner}.{name}") or VOCABULARY.get(name)
+    return spec is None or isinstance(spec, Real)
 
 
 def _is_numeric_scalar(value: Any) -> bool:
@@ -127,7 +131,9 @@ def _stored(name: str, value: Any, dtype) -> jax.Array:
     return stored
 
 
-def _sort_arguments(named: dict[str, Any], static_names: frozenset[str], dtype) -> tuple:
+def _sort_arguments(
+    named: dict[str, Any], static_names: frozenset[str], dtype, owner: str | None = None
+) -> tuple:
     """``(static, live, schedules)``: how each argument of the factory is injected."""
     static, live, schedules = {}, {}, {}
     for name, value in named.items():
@@ -135,7 +141,7 @@ def _sort_arguments(named: dict[str, Any], static_names: frozenset[str], dtype) 
             name in static_names
             or isinstance(value, (bool, np.bool_, str))
             or _is_dtype(value)
-            or _is_count(name)
+            or not _may_be_live(name, owner)
         ):
             static[name] = value
         elif callable(value):
@@ -167,9 +173,10 @@ def inject_hyperparams(
       used (as optax's);
     * everything else stays *static*, passed to the factory unchanged: booleans such as
       ``nesterov``, ``None``, strings, dtypes in any form (``mu_dtype=jnp.bfloat16``),
-      integer arguments (step counts and periods such as ``warmup_steps``), arrays that
-      are not 0-d, the names in ``static_args``, and numbers that are a literal Python
-      ``0``.
+      arrays that are not 0-d, the names in ``static_args``, numbers that are a
+      literal Python ``0``, and every argument that the validation vocabulary does not
+      know as a real number: integer counts (``ns_steps``, ``warmup_steps``), tuples
+      (``ns_coefficients``), per-leaf trees and functions (``muon``'s ``labels``).
 
     A literal Python ``0`` stays static because the optimizers leave the block it
     controls out of the chain (the default ``weight_decay=0.0`` costs nothing and
@@ -210,7 +217,8 @@ def inject_hyperparams(
                 f"{sorted(named)}"
             )
         dtype = hyperparam_dtype if hyperparam_dtype is not None else jnp.result_type(float)
-        static, live, schedules = _sort_arguments(named, static_names, dtype)
+        owner = getattr(factory, "__name__", None)
+        static, live, schedules = _sort_arguments(named, static_names, dtype, owner)
 
         def with_schedules(hyperparams: dict, count: jax.Array) -> dict[str, jax.Array]:
             scheduled = {name: jnp.asarray(s(count), dtype=dtype) for name, s in schedules.items()}

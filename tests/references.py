@@ -40,6 +40,7 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -103,8 +104,10 @@ class Reference:
         }
 
     def decays(self, kwargs: Mapping[str, Any]) -> bool:
-        """Whether ``kwargs`` (over the defaults) has a non-zero weight decay."""
-        return bool({**self.defaults(), **kwargs}.get("weight_decay", 0.0))
+        """Whether ``kwargs`` (over the defaults) has a non-zero weight decay: any
+        argument named ``weight_decay`` or ``*_weight_decay`` (``None`` is no value)."""
+        merged = {**self.defaults(), **kwargs}
+        return any(bool(v) for k, v in merged.items() if k.endswith("weight_decay") and v)
 
 
 # --- float64 restatements ----------------------------------------------------------------
@@ -467,6 +470,109 @@ def ref_ademamix(
     return init, step
 
 
+def ref_newton_schulz(G, ns_coefficients=(3.4445, -4.775, 2.0315), ns_steps=5, eps=1e-7):
+    # torch.optim.Muon's _zeropower_via_newtonschulz on one (out, in) matrix, in
+    # float64: transposed while rows > columns, divided by max(‖G‖_F, eps), then
+    # X ← aX + (bA + cA²)X with A = XXᵀ, ns_steps times.
+    a, b, c = ns_coefficients
+    X = G.T if G.shape[0] > G.shape[1] else G
+    X = X / max(np.linalg.norm(X), eps)
+    for _ in range(ns_steps):
+        A = X @ X.T
+        X = a * X + (b * A + c * A @ A) @ X
+    return X.T if G.shape[0] > G.shape[1] else X
+
+
+def _muon_label(labels, p, k):
+    # The alias's routing, per leaf: a given label (a string, or a function of the
+    # params applied to this one leaf), else Muon for real leaves with two or more
+    # axes after the k stack axes.
+    if labels is not None:
+        return labels if isinstance(labels, str) else labels(p)
+    return "muon" if np.ndim(p) - k >= 2 and not np.iscomplexobj(p) else "adam"
+
+
+def ref_muon(
+    learning_rate=1e-3,
+    *,
+    weight_decay=0.1,
+    momentum=0.95,
+    nesterov=True,
+    ns_coefficients=(3.4445, -4.775, 2.0315),
+    eps=1e-7,
+    ns_steps=5,
+    adjust_lr_fn=None,
+    adam_learning_rate=None,
+    adam_b1=0.9,
+    adam_b2=0.999,
+    adam_eps=1e-8,
+    adam_weight_decay=None,
+    labels=None,
+    stack_axes=0,
+    layout="in_out",
+    ns_dtype=None,
+    mu_dtype=None,
+    nu_dtype=None,
+):
+    # torch.optim.Muon on each matrix (Jordan et al. 2024; Liu et al. 2025), with
+    # torch's (out, in) matrix the leaf's (in, out) one transposed under "in_out", and
+    # torch.optim.AdamW on every other leaf.  The Newton–Schulz iteration runs in
+    # float64 here: ns_dtype (a precision, not an algorithm) is not restated.
+    del ns_dtype
+    adam_init, adam_step = ref_adamw(
+        learning_rate if adam_learning_rate is None else adam_learning_rate,
+        b1=adam_b1,
+        b2=adam_b2,
+        eps=adam_eps,
+        weight_decay=weight_decay if adam_weight_decay is None else adam_weight_decay,
+        mu_dtype=mu_dtype,
+        nu_dtype=nu_dtype,
+    )
+
+    def k_of(p):
+        return stack_axes if isinstance(stack_axes, int) else stack_axes(p)
+
+    def torch_matrices(x, k):
+        # (stack..., out, in), torch's layout.
+        shape = np.shape(x)
+        if layout == "in_out":
+            m = x.reshape(shape[:k] + (-1, shape[-1]))
+            return np.swapaxes(m, -1, -2)
+        return x.reshape(shape[:k] + (shape[k], -1))
+
+    def init(p):
+        if _muon_label(labels, p, k_of(p)) == "adam":
+            return {"adam": adam_init(p)}
+        return {"buf": np.zeros_like(p)}
+
+    def step(p, g, s, t):
+        if "adam" in s:
+            new_p, adam_state = adam_step(p, g, s["adam"], t)
+            return new_p, {"adam": adam_state}
+        k = k_of(p)
+        buf = momentum * s["buf"] + (1 - momentum) * g
+        u = (1 - momentum) * g + momentum * buf if nesterov else buf
+        G = torch_matrices(u, k)
+        ortho = np.stack(
+            [
+                ref_newton_schulz(m, ns_coefficients, ns_steps, eps)
+                for m in G.reshape((-1,) + G.shape[-2:])
+            ]
+        ).reshape(G.shape)
+        A, B = G.shape[-2:]  # torch's param.shape[:2]: (out, in)
+        if adjust_lr_fn == "match_rms_adamw":
+            ratio = 0.2 * np.sqrt(max(A, B))
+        else:
+            ratio = np.sqrt(max(1, A / B))
+        if layout == "in_out":
+            ortho = np.swapaxes(ortho, -1, -2)
+        direction = ratio * ortho.reshape(p.shape)
+        new_p = p * (1 - learning_rate * weight_decay) - learning_rate * direction
+        return new_p, {"buf": stored(buf, mu_dtype)}
+
+    return init, step
+
+
 # --- torch.optim ports ---------------------------------------------------------------------
 
 _SGD_STATE = {"momentum_buffer": "trace"}
@@ -480,6 +586,11 @@ def _momentum_only(hp: Mapping[str, Any]) -> bool:
 
 def _decoupled(hp: Mapping[str, Any]) -> bool:
     return bool(hp.get("decoupled_weight_decay", False))
+
+
+def _labels_adam(params):
+    """A ``labels`` function for ``muon``: every leaf to AdamW."""
+    return jax.tree.map(lambda _: "adam", params)
 
 
 # --- the table -------------------------------------------------------------------------------
@@ -756,6 +867,66 @@ REFERENCES: Mapping[str, Reference] = MappingProxyType(
                 {"learning_rate": 0.01, "mu_dtype": jnp.bfloat16, "nu_dtype": jnp.float32},
             ),
         ),
+        # Complex leaves go to AdamW (the routing's rule), so they are supported.  The
+        # main configuration is close to torch's defaults with every state on; the
+        # others switch each option, on small_tree's (3, 2) matrix and 0-d leaf.
+        "muon": Reference(
+            ref_muon,
+            configs=(
+                {
+                    "learning_rate": 0.05,
+                    "momentum": 0.9,
+                    "weight_decay": 0.05,
+                    "adam_b1": 0.8,
+                    "adam_b2": 0.99,
+                },
+                {"learning_rate": 0.05},
+                {
+                    "learning_rate": 0.05,
+                    "nesterov": False,
+                    "adjust_lr_fn": "original",
+                    "layout": "out_in",
+                },
+                {
+                    "learning_rate": 0.05,
+                    "adjust_lr_fn": "match_rms_adamw",
+                    "weight_decay": 0.0,
+                    "momentum": 0.0,
+                },
+                {
+                    "learning_rate": 0.05,
+                    "ns_coefficients": (1.5, -0.5, 0.0),
+                    "ns_steps": 8,
+                    "eps": 10.0,
+                    "ns_dtype": jnp.float64,
+                },
+                {
+                    "learning_rate": 0.05,
+                    "adam_learning_rate": 0.01,
+                    "adam_eps": 1e-6,
+                    "adam_weight_decay": 0.02,
+                    "mu_dtype": jnp.bfloat16,
+                    "nu_dtype": jnp.float32,
+                },
+                {"learning_rate": 0.05, "labels": _labels_adam},
+                {"learning_rate": 0.05, "stack_axes": 1},
+            ),
+            torch=(
+                TorchPort(
+                    "Muon",
+                    {
+                        "weight_decay": "weight_decay",
+                        "momentum": "momentum",
+                        "nesterov": "nesterov",
+                        "ns_coefficients": "ns_coefficients",
+                        "eps": "eps",
+                        "ns_steps": "ns_steps",
+                        "adjust_lr_fn": "adjust_lr_fn",
+                    },
+                    {"momentum_buffer": "mu"},
+                ),
+            ),
+        ),
     }
 )
 """Every optimizer of ``jopt.optimizers.ALL``, in registry order (a test checks both)."""
@@ -774,6 +945,9 @@ PROPERTY_RANGES: Mapping[str, tuple[float, float]] = MappingProxyType(
         "eps_root": (0.0, 1e-2),
         "weight_decay": (0.0, 0.1),
         "initial_accumulator_value": (0.0, 1.0),
+        "adam_learning_rate": (0.0, 1.0),
+        "adam_eps": (1e-8, 1e-2),
+        "adam_weight_decay": (0.0, 0.1),
     }
 )
 

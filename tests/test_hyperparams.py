@@ -405,7 +405,8 @@ def _dtype_arguments():
         (name, argument)
         for name in REFERENCES
         for argument in inspect.signature(jopt.optimizers.ALL[name]).parameters
-        if isinstance(VOCABULARY.get(argument), DType)
+        # Storage dtypes: a compute dtype (muon's ns_dtype) is held by no state.
+        if isinstance(VOCABULARY.get(argument), DType) and VOCABULARY[argument].storage
     ]
 
 

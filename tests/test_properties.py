@@ -26,7 +26,7 @@ from references import PROPERTY_RANGES, REFERENCES
 from support import extra_args
 
 import jopt
-from jopt._validation import VOCABULARY, Choice, DType, Flag, Integer, Real
+from jopt._validation import VOCABULARY, Choice, DType, Flag, Integer, Items, PerLeaf, Real
 
 EXAMPLES = 4
 
@@ -118,11 +118,17 @@ def _grads_like(params, rng, scale, zero=False):
 # --- optimizers with drawn hyperparameters ----------------------------------------------
 
 
-def _strategy(name: str, default):
-    """Values for one hyperparameter, from its vocabulary entry (or PROPERTY_RANGES)."""
+def _strategy(name: str, default, owner: str = ""):
+    """Values for one hyperparameter, from its vocabulary entry (or PROPERTY_RANGES).
+
+    Tuples and per-leaf values (trees, functions) keep their default: they shape the
+    computation rather than scale it, and have tests of their own.
+    """
     if name in PROPERTY_RANGES:
         return st.floats(*PROPERTY_RANGES[name])
-    spec = VOCABULARY[name]
+    spec = VOCABULARY.get(f"{owner}.{name}") or VOCABULARY[name]
+    if isinstance(spec, (Items, PerLeaf)):
+        return st.just(default)
     if isinstance(spec, Flag):
         return st.booleans()
     if isinstance(spec, DType):
@@ -145,9 +151,11 @@ def _config(draw, name: str, with_decay: bool):
     (Nesterov without momentum) is rejected.  ``with_decay=False`` pins weight decay
     to 0 (AdamW's default is not 0)."""
     reference = REFERENCES[name]
-    kwargs = {arg: draw(_strategy(arg, default)) for arg, default in reference.defaults().items()}
-    if "weight_decay" in kwargs and not with_decay:
-        kwargs["weight_decay"] = 0.0
+    kwargs = {
+        arg: draw(_strategy(arg, default, name)) for arg, default in reference.defaults().items()
+    }
+    if not with_decay:  # weight_decay, and a second group's (muon's adam_weight_decay)
+        kwargs.update({k: 0.0 for k in kwargs if k.endswith("weight_decay")})
     try:
         reference.rule(**kwargs)
     except ValueError:
@@ -158,7 +166,7 @@ def _config(draw, name: str, with_decay: bool):
 def test_every_hyperparameter_has_a_strategy():
     for name, reference in REFERENCES.items():
         for arg, default in reference.defaults().items():
-            assert _strategy(arg, default) is not None, (name, arg)
+            assert _strategy(arg, default, name) is not None, (name, arg)
 
 
 def _structure(tree):

@@ -26,7 +26,18 @@ from references import REFERENCES
 from support import extra_args, returns_transformation
 
 import jopt
-from jopt._validation import VOCABULARY, Choice, DType, Flag, Function, Integer, Real, Spec
+from jopt._validation import (
+    VOCABULARY,
+    Choice,
+    DType,
+    Flag,
+    Function,
+    Integer,
+    Items,
+    PerLeaf,
+    Real,
+    Spec,
+)
 
 NAN, INF = float("nan"), float("inf")
 
@@ -80,6 +91,13 @@ def good_values(spec: Spec) -> list:
         return list(spec.options)
     if isinstance(spec, Function):
         return [lambda *args: 0.0]
+    if isinstance(spec, Items):
+        each = [good_values(item) for item in spec.items]
+        return [tuple(values[0] for values in each), [values[-1] for values in each]]
+    if isinstance(spec, PerLeaf):
+        # One value for every leaf, a tree of values, a function of the params.
+        values = [v for v in good_values(spec.item) if v is not None]
+        return values + [{"w": values[0]}, lambda params: params] + [None] * spec.optional
     raise AssertionError(f"no good values for {spec}")
 
 
@@ -109,6 +127,17 @@ def bad_values(spec: Spec) -> list[tuple]:
         return [(1, TypeError), ("no such option", ValueError)]
     if isinstance(spec, Function):
         return [(1, TypeError)]
+    if isinstance(spec, Items):
+        first = good_values(spec.items[0])[0]
+        bad = [(first, TypeError), ((first,) * (len(spec.items) + 1), ValueError)]
+        for i, item in enumerate(spec.items):
+            rest = [good_values(other)[0] for other in spec.items]
+            bad += [(tuple(rest[:i] + [value] + rest[i + 1 :]), e) for value, e in bad_values(item)]
+        return bad
+    if isinstance(spec, PerLeaf):
+        # A bad value alone, and as a leaf of a tree.
+        bad = [(v, e) for v, e in bad_values(spec.item) if v is not None or not spec.optional]
+        return bad + [({"w": value}, e) for value, e in bad[:2]]
     raise AssertionError(f"no bad values for {spec}")
 
 

@@ -341,6 +341,7 @@ def main(argv=None) -> None:
         __import__("golden_lbfgs").main(["--out", str(args.out / "lbfgs")])
         __import__("golden_modern").write(args.out / "modern")
         __import__("golden_adam_like").write(args.out / "adam_like")
+        __import__("golden_muon").write(args.out / "muon")
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from jopt.optimizers._lecture import (
     sgd,
 )
 from jopt.optimizers._modern import lamb, lars, lion
+from jopt.optimizers._muon import muon
 from jopt.optimizers._quasi_newton import lbfgs
 
 # (name, factory, demo learning rate).  The papers' defaults for the adaptive methods,
@@ -52,6 +53,7 @@ _REGISTRY: tuple[tuple[str, Callable[..., GradientTransformation], float], ...] 
     ("adabelief", adabelief, 1e-3),
     ("adopt", adopt, 1e-3),
     ("ademamix", ademamix, 1e-3),
+    ("muon", muon, 0.02),
 )
 
 ALL: Mapping[str, Callable[..., GradientTransformation]] = MappingProxyType(

@@ -28,6 +28,8 @@ from jopt.transforms._lion import *  # noqa: F403
 from jopt.transforms._lion import __all__ as _lion
 from jopt.transforms._momentum import *  # noqa: F403
 from jopt.transforms._momentum import __all__ as _momentum
+from jopt.transforms._muon import *  # noqa: F403
+from jopt.transforms._muon import __all__ as _muon
 from jopt.transforms._scaling import *  # noqa: F403
 from jopt.transforms._scaling import __all__ as _scaling
 from jopt.transforms._trust_ratio import *  # noqa: F403
@@ -44,4 +46,5 @@ __all__ = [
     *_belief,
     *_adopt,
     *_ademamix,
+    *_muon,
 ]

@@ -113,7 +113,9 @@ def partition(
     leaves with that label and keeps state only for them (torch's ``param_groups``).
     Each transformation sees the full tree with the other groups' leaves set to
     ``None``, which jopt's blocks pass through without state, so a group behaves
-    exactly as its optimizer run on that sub-tree alone.
+    exactly as its optimizer run on that sub-tree alone.  A group that holds no leaf
+    (every leaf labelled otherwise, or params that are a single array labelled
+    otherwise) is not updated: its state stays as ``init`` made it.
 
     Args:
       transforms: ``label -> GradientTransformation``; every label used must be a key.
@@ -157,12 +159,17 @@ def partition(
         )
 
     def update(updates, state, params=None, **extra_args):
+        if params is not None:  # before the labels are read from them
+            _align.check_matches(updates, "params", params)
         found = leaf_labels(params if params is not None else updates)
         leaves, treedef = _leaves(updates)
         merged = list(leaves)
         new_states = {}
         for label, t in inner.items():
             flags = flags_for(label, found)
+            if not any(flags):  # nothing to update (a lone array's other groups get None)
+                new_states[label] = state.inner_states[label]
+                continue
             out, new_states[label] = t.update(
                 _select(updates, flags),
                 state.inner_states[label],
@@ -206,6 +213,8 @@ def masked(optimizer: GradientTransformation, mask: Any) -> GradientTransformati
         return MaskedState(inner.init(_select(params, _mask_flags(mask, params))))
 
     def update(updates, state, params=None, **extra_args):
+        if params is not None:  # before the mask is read from them
+            _align.check_matches(updates, "params", params)
         flags = _mask_flags(mask, params if params is not None else updates)
         out, inner_state = inner.update(
             _select(updates, flags), state.inner_state, _select(params, flags), **extra_args
