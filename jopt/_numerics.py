@@ -2,10 +2,10 @@
 
 * A leaf is *trainable* when it is an array of a floating or complex dtype.  ``None``
   leaves, integer and boolean leaves (step counters, masks) are not.
-* Arithmetic runs in at least float32 (:func:`compute_dtype`), so bfloat16 or float16
+* Arithmetic runs in at least float32 (``compute_dtype``), so bfloat16 or float16
   parameters keep their moments and bias corrections; results are rounded once, to
   the storage dtype.
-* Squares of complex numbers are squared magnitudes, real (:func:`abs_sq`).
+* Squares of complex numbers are squared magnitudes, real ([`abs_sq`][jopt.abs_sq]).
 * Step counts are int32 and saturate at 2³¹ − 1 instead of wrapping.
 """
 
