@@ -56,7 +56,14 @@ def cast(x: jax.Array, dtype) -> jax.Array:
 
 
 def abs_sq(x: jax.Array) -> jax.Array:
-    """``|x|² = x·conj(x)``, real even for complex ``x``."""
+    """``|x|² = x·conj(x)``, real even for complex ``x``.
+
+    Args:
+      x: an array (real or complex).
+
+    Returns:
+      ``x²`` for a real ``x``; ``re(x)² + im(x)²``, in the real dtype, for a complex one.
+    """
     if jnp.iscomplexobj(x):
         return jnp.real(x) ** 2 + jnp.imag(x) ** 2
     return x * x
