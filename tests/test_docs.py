@@ -134,6 +134,14 @@ def test_every_optimizer_has_a_page_with_defaults_state_and_reference(site):
         assert re.search(r"(19|20)\d\d", reference), (name, reference[:200])
 
 
+def test_readme_links_to_built_pages(site):
+    site_url = re.search(r"^site_url: (\S+)$", (ROOT / "mkdocs.yml").read_text(), re.M).group(1)
+    links = re.findall(re.escape(site_url) + r"([\w/.-]*)", (ROOT / "README.md").read_text())
+    assert len(links) > 10, links
+    missing = [link for link in links if not (site / link / "index.html").is_file()]
+    assert not missing, f"README links to pages the site does not have: {missing}"
+
+
 def test_docstrings_use_markdown_references():
     offenders = []
     for path in sorted((ROOT / "jopt").rglob("*.py")):
