@@ -193,12 +193,10 @@ def block(
       **fields: a [`Field`][jopt.Field] for each state field but ``count``.
 
     Returns:
-      The transformation; its state is a ``state_type`` whose per-parameter fields
-      are trees shaped like the params (``None`` at untrained leaves).
+      The transformation; its state is a ``state_type``.
 
     Raises:
-      TypeError: when ``fields`` names a field the state type lacks, or leaves one
-        without a [`Field`][jopt.Field].
+      TypeError: when ``fields`` and the state type's fields disagree.
     """
     names = state_type._fields
     keeps_count = "count" in names and "count" not in fields
