@@ -30,6 +30,7 @@ import importlib
 import inspect
 import pkgutil
 import re
+import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -40,6 +41,14 @@ from mkdocs.plugins import event_priority
 from mkdocs.structure.files import File
 
 ROOT = Path(__file__).resolve().parents[1]
+# Document the checkout the site is built from, whatever jopt is installed: import it
+# now, while this directory is first on the path (mkdocs restores sys.path after
+# loading a hook; the submodules then come from the package's own path).
+sys.path.insert(0, str(ROOT))
+import jopt  # noqa: E402
+
+if Path(jopt.__file__).resolve().parents[1] != ROOT:
+    raise RuntimeError(f"jopt was imported from {jopt.__file__}, not from {ROOT}")
 
 # The small tree the optimizer pages initialize: a matrix and a vector.
 EXAMPLE_PARAMS = {
@@ -54,8 +63,6 @@ EXAMPLE_PARAMS = {
 @functools.cache
 def public_modules() -> dict[str, ModuleType]:
     """``jopt`` and its public submodules, by dotted name, sorted."""
-    import jopt
-
     found = {"jopt": jopt}
     for info in pkgutil.walk_packages(jopt.__path__, "jopt."):
         if any(part.startswith("_") for part in info.name.split(".")):
@@ -236,8 +243,6 @@ def state_rows(state, path: str = "state") -> list[str]:
 
 
 def optimizer_page(name: str) -> str:
-    import jopt
-
     factory = jopt.optimizers.ALL[name]
     sections = _parse(factory)
     summary = _summary(factory)
@@ -283,8 +288,6 @@ def optimizer_page(name: str) -> str:
 
 
 def registry_table() -> str:
-    import jopt
-
     rows = ["| optimizer | demo learning rate | |", "|---|---:|---|"]
     for name, factory in jopt.optimizers.ALL.items():
         rate = jopt.optimizers.DEMO_LEARNING_RATES[name]
@@ -349,8 +352,6 @@ MARKERS = {
 
 
 def _nav_pages() -> dict[str, list]:
-    import jopt
-
     return {
         "optimizers/index.md": [{name: f"optimizers/{name}.md"} for name in jopt.optimizers.ALL],
         "notebooks/index.md": [{p.stem: f"notebooks/{p.name}"} for p in notebooks()],
@@ -376,8 +377,6 @@ def on_config(config):
 
 @event_priority(100)  # before mkdocs-jupyter sorts the notebooks out
 def on_files(files, config):
-    import jopt
-
     generated = dict(GENERATED)
     for name in jopt.optimizers.ALL:
         generated[f"optimizers/{name}.md"] = functools.partial(optimizer_page, name)
