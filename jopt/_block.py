@@ -64,6 +64,14 @@ class Field:
     Per-parameter fields (``zeros``, ``full``, ``params``, ``custom``) hold one array
     per trainable leaf, ``None`` elsewhere; a ``scalar`` field holds one 0-d array for
     the whole tree.
+
+    Attributes:
+      kind: ``"leaf"``, ``"params"``, ``"custom"`` or ``"scalar"``.
+      value: the fill value of a ``"leaf"`` or ``"scalar"`` field.
+      dtype: the storage dtype; ``None`` keeps each parameter's (or, for a scalar,
+        takes the default float dtype).
+      real: store a complex parameter's field in the real dtype.
+      init: ``init(param) -> array or None`` of a ``"custom"`` field.
     """
 
     kind: str

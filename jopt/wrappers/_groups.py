@@ -99,7 +99,12 @@ def _select(tree: Any, flags: list[bool]) -> Any:
 
 
 class PartitionState(NamedTuple):
-    """``inner_states``: ``label -> state`` of that label's transformation."""
+    """The state of [`partition`][jopt.wrappers.partition].
+
+    Attributes:
+      inner_states: ``label -> state`` of that label's transformation, which holds
+        state for that group's leaves only.
+    """
 
     inner_states: dict[Hashable, Any]
 
@@ -178,7 +183,11 @@ def partition(
 
 
 class MaskedState(NamedTuple):
-    """``inner_state``: the wrapped transformation's state, for the masked-in leaves only."""
+    """The state of [`masked`][jopt.wrappers.masked].
+
+    Attributes:
+      inner_state: the wrapped transformation's state, for the masked-in leaves only.
+    """
 
     inner_state: Any
 
