@@ -175,8 +175,8 @@ def minimize(
         (100 pairs, strong-Wolfe line search) without torch's absolute thresholds,
         ``scale_by_lbfgs_step(tolerance_grad=0.0, tolerance_change=0.0,
         curvature_test="relative")``, built once: torch's would end the solve before
-        ``tol`` on badly scaled problems (Rosenbrock's at ``‖∇f‖ ≈ 4e-4``) and stop
-        storing pairs once steps are small.
+        ``tol`` on badly scaled problems such as Rosenbrock's, and stop storing pairs
+        once steps are small.
       max_steps: the most updates, ≥ 1 (default 1000).
       tol: the gradient 2-norm that counts as converged, ≥ 0 (default 1e-5).
 
