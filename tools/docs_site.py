@@ -3,7 +3,7 @@
 ``mkdocs.yml`` names this file under ``hooks:``.  At build time it adds, without
 writing anything to disk:
 
-* ``optimizers/<name>.md``: one page per entry of :data:`jopt.optimizers.ALL`, with
+* ``optimizers/<name>.md``: one page per entry of ``jopt.optimizers.ALL``, with
   the docstring's equations, the defaults read from the signature, the state fields
   read from ``jax.eval_shape(optimizer.init, params)`` on a small tree, and the
   reference paper (the docstring's ``References:`` section, or the citation in its
@@ -91,7 +91,7 @@ def homes() -> dict[str, str]:
             else:
                 exporters.setdefault((name, id(value)), []).append(module_name)
     for (name, _), modules in exporters.items():
-        home = max(modules, key=lambda m: (m.count("."), [-ord(c) for c in m]))
+        home = min(modules, key=lambda m: (-m.count("."), m))  # the deepest, then by name
         for module_name in modules:
             result[f"{module_name}.{name}"] = f"{home}.{name}"
     return result
@@ -112,13 +112,11 @@ def api_page(module_name: str) -> str:
     for public, home in homes().items():
         if public != home:
             aliases.setdefault(home, []).append(public)
-    lines = [
-        f"::: {module_name}",
-        "    options:",
-        "      members: false",
-        "      heading_level: 1",
-        "",
-    ]
+    # A module with __all__ shows its docstring here and each name below; a module
+    # that is only named by another's __all__ shows all its public members.
+    lines = [f"::: {module_name}", "    options:", "      heading_level: 1"]
+    lines += ["      members: false"] if hasattr(module, "__all__") else []
+    lines.append("")
     elsewhere = []
     for name in getattr(module, "__all__", ()):
         path = f"{module_name}.{name}"
@@ -128,8 +126,6 @@ def api_page(module_name: str) -> str:
             continue
         lines += [f"[](){{#{alias}}}" for alias in sorted(aliases.get(path, ()))]
         lines += [f"::: {path}", ""]
-    if not hasattr(module, "__all__"):  # a module named by an __all__: all its members
-        lines[1:4] = ["    options:", "      heading_level: 1"]
     if elsewhere:
         lines += ["## Documented elsewhere", "", "| name | documented as | |", "|---|---|---|"]
         for path, home in elsewhere:
@@ -222,18 +218,19 @@ def state_rows(state, path: str = "state") -> list[str]:
         if not state._fields:
             return [f"| `{path}` | {kind} | — | — | no state |"]
         meaning = _attributes(type(state))
-        rows = []
+        rows, labelled = [], False
         for field in state._fields:
             value = getattr(state, field)
             nested = isinstance(value, tuple) and (
                 hasattr(value, "_fields") or any(hasattr(v, "_fields") for v in value)
             )
-            if nested:
+            if nested:  # a wrapper's inner state
                 rows += state_rows(value, f"{path}.{field}")
                 continue
-            where = f"`{path}`" if not rows else ""
+            label = "" if labelled else f"`{path}` | {kind}"
+            labelled = True
             rows.append(
-                f"| {where} | {kind if not rows else ''} | `{field}` | {_field_value(value)} "
+                f"| {label or ' | '} | `{field}` | {_field_value(value)} "
                 f"| {_one_line(meaning.get(field, ''))} |"
             )
         return rows
