@@ -78,7 +78,7 @@ def align(updates: PyTree, named: Sequence[tuple[str, PyTree]], *, shapes: Seque
 
 
 def check_matches(updates: PyTree, name: str, tree: PyTree) -> None:
-    """Raise the ``ValueError`` :func:`align` would if ``tree`` disagreed with ``updates``."""
+    """Raise the ``ValueError`` ``align`` would if ``tree`` disagreed with ``updates``."""
     align(updates, [(name, tree)])
 
 

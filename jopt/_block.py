@@ -1,34 +1,37 @@
 """The block helper: a per-parameter gradient transformation from its state and equation.
 
 Most optimizers are a few *blocks* chained together, and most blocks apply the same
-equation to every parameter leaf, each with its own slice of state.  :func:`block`
-turns such an equation into a :class:`~jopt.GradientTransformation` and owns the
-plumbing, so that the block itself is its state type plus its rule:
+equation to every parameter leaf, each with its own slice of state.
+[`block`][jopt.block] turns such an equation into a
+[`GradientTransformation`][jopt.GradientTransformation] and owns the plumbing, so that
+the block itself is its state type plus its rule:
 
-* ``init``: every per-parameter field starts as :class:`Field` says, shaped like its
-  parameter and on the parameter's devices; a ``count`` field is an int32 step count
-  and other scalar fields are replicated 0-d arrays.
+* ``init``: every per-parameter field starts as [`Field`][jopt.Field] says, shaped like
+  its parameter and on the parameter's devices; a ``count`` field is an int32 step
+  count and other scalar fields are replicated 0-d arrays.
 * ``update``: the count goes up by one (saturating at 2³¹ − 1), then ``rule`` runs once
   per trainable leaf.
 * Leaf rules: ``None`` leaves pass through; integer and boolean leaves get no state and
-  their updates pass through unchanged; complex leaves work (use :func:`abs_sq` for
-  ``|g|²``; ``Field.zeros(real=True)`` stores it real).
+  their updates pass through unchanged; complex leaves work (use
+  [`abs_sq`][jopt.abs_sq] for ``|g|²``; ``Field.zeros(real=True)`` stores it real).
 * Dtypes: the rule computes in at least float32, whatever the storage dtypes, and every
   result is rounded once, to the update's or the field's storage dtype.
 * Errors: trees that disagree in structure or shape raise a ``ValueError`` naming the
   path and the field, at trace time.
 
-Example, a sign-of-momentum block (``u = sign(m)`` with ``m ← β·m + (1 − β)·g``)::
+Example, a sign-of-momentum block (``u = sign(m)`` with ``m ← β·m + (1 − β)·g``):
 
-    class ScaleBySignMomentumState(NamedTuple):
-        mu: jopt.Updates
+```python
+class ScaleBySignMomentumState(NamedTuple):
+    mu: jopt.Updates
 
-    def scale_by_sign_momentum(b1=0.9):
-        def rule(g, s):
-            mu = b1 * s.mu + (1 - b1) * g
-            return jnp.sign(mu), s._replace(mu=mu)
+def scale_by_sign_momentum(b1=0.9):
+    def rule(g, s):
+        mu = b1 * s.mu + (1 - b1) * g
+        return jnp.sign(mu), s._replace(mu=mu)
 
-        return jopt.block(ScaleBySignMomentumState, rule, mu=jopt.Field.zeros())
+    return jopt.block(ScaleBySignMomentumState, rule, mu=jopt.Field.zeros())
+```
 
 In ``rule(g, s)``, ``g`` is one update leaf and ``s`` an instance of the state type
 holding that leaf's fields (and the scalar fields, ``count`` being the number of this
@@ -56,9 +59,20 @@ abs_sq = _numerics.abs_sq
 
 @dataclasses.dataclass(frozen=True)
 class Field:
-    """How :func:`block` initializes one field of a block's state.
+    """How [`block`][jopt.block] initializes one field of a block's state.
 
     Build one with the constructors below; ``block(State, rule, mu=Field.zeros())``.
+    Per-parameter fields (``zeros``, ``full``, ``params``, ``custom``) hold one array
+    per trainable leaf, ``None`` elsewhere; a ``scalar`` field holds one 0-d array for
+    the whole tree.
+
+    Attributes:
+      kind: ``"leaf"``, ``"params"``, ``"custom"`` or ``"scalar"``.
+      value: the fill value of a ``"leaf"`` or ``"scalar"`` field.
+      dtype: the storage dtype; ``None`` keeps each parameter's (or, for a scalar,
+        takes the default float dtype).
+      real: store a complex parameter's field in the real dtype.
+      init: ``init(param) -> array or None`` of a ``"custom"`` field.
     """
 
     kind: str
@@ -74,17 +88,36 @@ class Field:
         Args:
           dtype: the storage dtype; ``None`` keeps each parameter's dtype.
           real: store a complex parameter's field in the real dtype (for ``|g|²``).
+
+        Returns:
+          The field description.
         """
         return Field("leaf", 0.0, dtype, real)
 
     @staticmethod
     def full(value: Any, dtype: Any = None, *, real: bool = False) -> Field:
-        """Like :meth:`zeros`, filled with ``value``."""
+        """Like ``Field.zeros``, filled with ``value``.
+
+        Args:
+          value: the fill value, a number.
+          dtype: the storage dtype; ``None`` keeps each parameter's dtype.
+          real: store a complex parameter's field in the real dtype.
+
+        Returns:
+          The field description.
+        """
         return Field("leaf", value, dtype, real)
 
     @staticmethod
     def params(dtype: Any = None) -> Field:
-        """A copy of each parameter (averaged or slow weights, a starting point)."""
+        """A copy of each parameter (averaged or slow weights, a starting point).
+
+        Args:
+          dtype: the storage dtype; ``None`` keeps each parameter's dtype.
+
+        Returns:
+          The field description.
+        """
         return Field("params", dtype=dtype)
 
     @staticmethod
@@ -94,6 +127,12 @@ class Field:
         For state whose shape is not the parameter's: factored statistics, a matrix
         preconditioner.  ``None`` leaves the field out for that parameter; the rule
         then sees ``None`` there.
+
+        Args:
+          init: called once per trainable parameter leaf at ``init`` time.
+
+        Returns:
+          The field description.
         """
         return Field("custom", init=init)
 
@@ -101,8 +140,13 @@ class Field:
     def scalar(value: Any = 0.0, dtype: Any = None) -> Field:
         """One 0-d value for the whole tree, replicated; updated by ``block(step=…)``.
 
-        ``dtype`` defaults to the default float dtype when ``init`` runs (float64 with
-        64-bit types on, float32 otherwise).
+        Args:
+          value: the initial value.
+          dtype: the storage dtype; ``None`` means the default float dtype when
+            ``init`` runs (float64 with 64-bit types on, float32 otherwise).
+
+        Returns:
+          The field description.
         """
         return Field("scalar", value, dtype)
 
@@ -261,7 +305,7 @@ def block(
       step: ``step(s) -> s'`` on the whole state, once per update, after the count
         went up and before the rule runs: the recurrence of the scalar fields.  Only
         the scalar fields of what it returns are kept.
-      **fields: a :class:`Field` for each state field but ``count``.
+      **fields: a [`Field`][jopt.Field] for each state field but ``count``.
 
     Returns:
       The transformation; its state is a ``state_type``.

@@ -1,16 +1,18 @@
 """The core of jopt: the gradient-transformation type, chains, and applying updates.
 
-A *gradient transformation* is a pair of pure functions::
+A *gradient transformation* is a pair of pure functions:
 
-    state = init(params)
-    updates, state = update(updates, state, params=None, **extra_args)
+```python
+state = init(params)
+updates, state = update(updates, state, params=None, **extra_args)
+```
 
 ``updates`` has the structure of ``params`` (usually it starts as the gradient),
 ``state`` is a pytree of arrays.  Neither function has side effects, so both can be
 ``jax.jit``-ed, ``jax.vmap``-ed and differentiated.  The pair is a ``NamedTuple`` of
 the same shape as optax's, which makes the two libraries interchangeable: optax,
 flax's ``TrainState`` and ``nnx.Optimizer`` accept jopt transformations, and
-:func:`chain` accepts optax's.
+[`chain`][jopt.chain] accepts optax's.
 """
 
 from __future__ import annotations
@@ -26,11 +28,18 @@ from jopt import _align, _numerics
 
 PyTree = Any
 Params = PyTree
+"""A pytree of parameters: arrays (any float or complex dtype), and ``None``, integer
+or boolean leaves, which are passed through untrained."""
 Updates = PyTree
+"""A pytree with the structure of the params: gradients on the way in, the step to add
+to the params on the way out."""
 OptState = PyTree
 Schedule = Callable[[jax.Array], jax.Array]
-"""A learning-rate (or hyperparameter) schedule: ``step -> value``."""
+"""A learning-rate (or hyperparameter) schedule: ``step -> value``, ``step`` an int32
+count starting at 0 on the first update."""
 ScalarOrSchedule = float | jax.Array | Schedule
+"""A hyperparameter given as a number (a Python float or a 0-d array of any real
+dtype) or as a [`Schedule`][jopt.Schedule]."""
 
 
 class TransformInitFn(Protocol):
@@ -44,12 +53,18 @@ class TransformUpdateFn(Protocol):
 
 
 class GradientTransformation(NamedTuple):
-    """A pure ``(init, update)`` pair.
+    """A pure ``(init, update)`` pair, the type of every optimizer and block.
+
+    The same ``NamedTuple`` shape as ``optax.GradientTransformation``: optax's
+    chains, flax's ``TrainState`` and ``nnx.Optimizer`` take jopt's, and
+    [`jopt.chain`][jopt.chain] takes optax's.
 
     Attributes:
-      init: ``init(params) -> state``.
-      update: ``update(updates, state, params=None, **extra_args) -> (updates, state)``.
-        Keyword arguments it does not know are ignored.
+      init: ``init(params) -> state``, the state (a pytree of arrays) for a tree of
+        params.
+      update: ``update(updates, state, params=None, **extra_args) -> (updates, state)``:
+        the transformed updates, with the structure of ``updates``, and the new
+        state.  Keyword arguments it does not know are ignored.
     """
 
     init: TransformInitFn
@@ -61,7 +76,7 @@ class EmptyState(NamedTuple):
 
 
 def init_empty_state(params: Params) -> EmptyState:
-    """The ``init`` of every stateless transformation."""
+    """The ``init`` of every stateless transformation: returns ``EmptyState()``."""
     del params
     return EmptyState()
 
@@ -77,7 +92,9 @@ def _accepts_extra_args(update_fn: Callable) -> bool:
 def _as_transformation(transform: Any, name: str) -> GradientTransformation:
     """``transform`` as a jopt transformation whose update accepts extra arguments.
 
-    Raises a TypeError naming ``name`` when it has no callable ``init`` and ``update``.
+    Raises:
+      TypeError: naming ``name``, when ``transform`` has no callable ``init`` and
+        ``update``.
     """
     init = getattr(transform, "init", None)
     update = getattr(transform, "update", None)
@@ -100,8 +117,21 @@ def _as_transformation(transform: Any, name: str) -> GradientTransformation:
 def chain(*transforms: GradientTransformation) -> GradientTransformation:
     """Apply transformations one after the other.
 
-    ``chain(f, g).update`` computes ``g(f(updates))``; the state is the tuple of the
-    members' states, in order.  Members may be optax transformations.
+    ``chain(f, g).update`` computes ``g(f(updates))``: each member receives the updates
+    the previous one returned, and the same ``params`` and extra arguments.
+
+    Args:
+      *transforms: the members, in order; jopt's or optax's transformations (anything
+        with callable ``init`` and ``update``).
+
+    Returns:
+      A transformation whose state is the tuple of the members' states, in order.
+
+    Raises:
+      TypeError: when a member is not a transformation (the message names its
+        position).
+      ValueError: when ``update`` gets a state that is not a tuple of one state per
+        member.
     """
     members = tuple(_as_transformation(t, f"chain: argument {i}") for i, t in enumerate(transforms))
 
@@ -125,7 +155,11 @@ def chain(*transforms: GradientTransformation) -> GradientTransformation:
 
 
 def identity() -> GradientTransformation:
-    """The transformation that returns the updates unchanged."""
+    """The transformation that returns the updates unchanged.
+
+    Returns:
+      A stateless transformation (its state is ``EmptyState()``).
+    """
 
     def update(updates, state, params=None, **extra_args):
         del params, extra_args
@@ -140,8 +174,18 @@ def apply_updates(params: Params, updates: Updates) -> Params:
     ``None`` parameters stay ``None``.  Integer and boolean parameters are returned
     unchanged whatever their update is (``jax.grad(..., allow_int=True)`` gives them
     ``float0`` gradients), so trees with step counters or masks can be trained as a
-    whole.  Trees whose structures or shapes disagree raise a ``ValueError`` naming the
-    first differing path (an update must never be broadcast into a parameter).
+    whole.
+
+    Args:
+      params: the parameters.
+      updates: a tree with the structure and leaf shapes of ``params``.
+
+    Returns:
+      ``θ + u`` for every trainable leaf, cast back to that leaf's dtype.
+
+    Raises:
+      ValueError: when the trees' structures or leaf shapes disagree, naming the first
+        differing path (an update is never broadcast into a parameter).
     """
     _align.check_matches(updates, "params", params)
 
@@ -176,14 +220,22 @@ def tree_get_all(tree: PyTree, name: str) -> list[tuple[str, Any]]:
 
     An entry is a ``NamedTuple`` field or a dict key called ``name``, or a
     ``NamedTuple`` whose class is called ``name``.  The search does not look inside an
-    entry it found.  Paths read like ``"[1].mu"`` or
-    ``".inner_states['head'][0].trace"``.
+    entry it found.
 
-    Example::
+    Args:
+      tree: an optimizer state (any nest of ``NamedTuple``s, tuples, lists and dicts).
+      name: a field name, dict key or state class name (``"mu"``, ``"TraceState"``).
 
-        state = jopt.partition({"a": jopt.adam(), "b": jopt.adam()}, labels).init(params)
-        jopt.tree_get_all(state, "mu")
-        # [(".inner_states['a'][0].mu", ...), (".inner_states['b'][0].mu", ...)]
+    Returns:
+      A list of ``(path, entry)`` pairs, ``[]`` when nothing matches.  Paths read like
+      ``"[1].mu"`` or ``".inner_states['head'][0].trace"``.
+
+    Example:
+      ```python
+      state = jopt.partition({"a": jopt.adam(), "b": jopt.adam()}, labels).init(params)
+      jopt.tree_get_all(state, "mu")
+      # [(".inner_states['a'][0].mu", ...), (".inner_states['b'][0].mu", ...)]
+      ```
     """
     found: list[tuple[str, Any]] = []
 
@@ -201,15 +253,23 @@ def tree_get_all(tree: PyTree, name: str) -> list[tuple[str, Any]]:
 
 
 def tree_get(tree: PyTree, name: str, default: Any = None) -> Any:
-    """The entry called ``name`` in a nested state (see :func:`tree_get_all`).
+    """The entry called ``name`` in a nested state (see [`tree_get_all`][jopt.tree_get_all]).
 
     ``tree_get(adam_state, "mu")`` finds Adam's first moment inside a chain's tuple of
-    states, wherever the optimizer put it.  Returns ``default`` if there is none.
+    states, wherever the optimizer put it.  The same name as ``optax.tree.get``.
+
+    Args:
+      tree: an optimizer state.
+      name: a field name, dict key or state class name.
+      default: what to return when nothing matches.
+
+    Returns:
+      The one matching entry, or ``default``.
 
     Raises:
       KeyError: when several entries have that name (two Adams under
-        :func:`jopt.partition`, say), listing their paths; pick one with
-        :func:`tree_get_all`.
+        [`jopt.partition`][jopt.partition], say), listing their paths; pick one with
+        [`tree_get_all`][jopt.tree_get_all].
     """
     found = tree_get_all(tree, name)
     if not found:

@@ -18,7 +18,7 @@ __all__ = ["MinimizeResult", "minimize"]
 
 
 class MinimizeResult(NamedTuple):
-    """What :func:`minimize` returns.
+    """What [`minimize`][jopt.minimize] returns.
 
     Attributes:
       params: the last iterate, with the structure and dtypes of ``x0``.
@@ -171,17 +171,17 @@ def minimize(
       fun: ``params -> scalar loss``, differentiable with ``jax.grad``.
       x0: the starting point, a pytree of floating-point arrays (integer leaves are
         carried along, not optimized).
-      optimizer: a gradient transformation.  ``None`` is L-BFGS as :func:`jopt.lbfgs`
+      optimizer: a gradient transformation.  ``None`` is L-BFGS as [`jopt.lbfgs`][jopt.lbfgs]
         (100 pairs, strong-Wolfe line search) without torch's absolute thresholds,
         ``scale_by_lbfgs_step(tolerance_grad=0.0, tolerance_change=0.0,
         curvature_test="relative")``, built once: torch's would end the solve before
-        ``tol`` on badly scaled problems (Rosenbrock's at ``‖∇f‖ ≈ 4e-4``) and stop
-        storing pairs once steps are small.
+        ``tol`` on badly scaled problems such as Rosenbrock's, and stop storing pairs
+        once steps are small.
       max_steps: the most updates, ≥ 1 (default 1000).
       tol: the gradient 2-norm that counts as converged, ≥ 0 (default 1e-5).
 
     Returns:
-      A :class:`MinimizeResult` (``params``, ``value``, ``grad_norm``, ``steps``,
+      A [`MinimizeResult`][jopt.MinimizeResult] (``params``, ``value``, ``grad_norm``, ``steps``,
       ``evaluations``, ``converged``).
 
     Raises:

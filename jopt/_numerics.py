@@ -2,10 +2,10 @@
 
 * A leaf is *trainable* when it is an array of a floating or complex dtype.  ``None``
   leaves, integer and boolean leaves (step counters, masks) are not.
-* Arithmetic runs in at least float32 (:func:`compute_dtype`), so bfloat16 or float16
+* Arithmetic runs in at least float32 (``compute_dtype``), so bfloat16 or float16
   parameters keep their moments and bias corrections; results are rounded once, to
   the storage dtype.
-* Squares of complex numbers are squared magnitudes, real (:func:`abs_sq`).
+* Squares of complex numbers are squared magnitudes, real ([`abs_sq`][jopt.abs_sq]).
 * Step counts are int32 and saturate at 2³¹ − 1 instead of wrapping.
 """
 
@@ -56,7 +56,14 @@ def cast(x: jax.Array, dtype) -> jax.Array:
 
 
 def abs_sq(x: jax.Array) -> jax.Array:
-    """``|x|² = x·conj(x)``, real even for complex ``x``."""
+    """``|x|² = x·conj(x)``, real even for complex ``x``.
+
+    Args:
+      x: an array (real or complex).
+
+    Returns:
+      ``x²`` for a real ``x``; ``re(x)² + im(x)²``, in the real dtype, for a complex one.
+    """
     if jnp.iscomplexobj(x):
         return jnp.real(x) ** 2 + jnp.imag(x) ** 2
     return x * x

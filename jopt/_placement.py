@@ -56,7 +56,7 @@ def scalar_like(params: PyTree, value: Any, dtype) -> jax.Array:
     """A 0-d state array (a step count, an injected hyperparameter) for ``params``.
 
     Scalars are replicated, never split.  When ``params`` holds concrete arrays laid
-    out over a multi-device mesh (a :class:`jax.sharding.NamedSharding`), the scalar
+    out over a multi-device mesh (a ``jax.sharding.NamedSharding``), the scalar
     is placed replicated on that mesh, which is where a jitted update returns it: the
     state's shardings are then the same before and after the first step, and the step
     compiles once.  Otherwise (tracers, NumPy or single-device arrays) it is a plain

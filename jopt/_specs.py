@@ -1,9 +1,9 @@
 """The kinds of argument the validation vocabulary checks: numbers in a range, integers,
 flags, dtypes, choices, callables, transformations, PRNG keys and fixed-length sequences.
 
-Each :class:`Spec` is called as ``spec(name, value)``: it returns the value, normalized,
+Each ``Spec`` is called as ``spec(name, value)``: it returns the value, normalized,
 or raises a ``TypeError`` (wrong type) or ``ValueError`` (out of range) that names the
-argument and shows the value.  The table of names is :data:`jopt._validation.VOCABULARY`.
+argument and shows the value.  The table of names is ``jopt._validation.VOCABULARY``.
 """
 
 from __future__ import annotations
@@ -28,8 +28,9 @@ def is_static_zero(value: Any) -> bool:
     """True when ``value`` is a Python number equal to 0, so a block can be left out.
 
     Arrays never count, even a concrete ``jnp.array(0.0)``: hyperparameters injected as
-    arrays (see :func:`jopt.inject_hyperparams`) must give the same chain, and so the
-    same state structure, at ``init`` (concrete) and at ``update`` (traced).
+    arrays (see [`jopt.inject_hyperparams`][jopt.inject_hyperparams]) must give the
+    same chain, and so the same state structure, at ``init`` (concrete) and at
+    ``update`` (traced).
     """
     return isinstance(value, numbers.Real) and not isinstance(value, bool) and value == 0
 

@@ -1,11 +1,14 @@
 """The validation vocabulary: every argument name jopt checks, with its type and range.
 
 Every factory (optimizers, blocks, wrappers, schedules, initializers, training
-helpers) and :func:`jopt.set_hyperparams` check their arguments here, by name, so a
-name means the same range everywhere and no second table can drift from this one::
+helpers) and [`jopt.set_hyperparams`][jopt.set_hyperparams] check their arguments
+here, by name, so a name means the same range everywhere and no second table can drift
+from this one:
 
-    check(b1=b1, b2=b2, eps=eps)            # raises TypeError / ValueError naming the argument
-    k = checked("every_k", every_k)         # the value, normalized (an int here)
+```python
+check(b1=b1, b2=b2, eps=eps)            # raises TypeError / ValueError naming the argument
+k = checked("every_k", every_k)         # the value, normalized (an int here)
+```
 
 A wrong type raises ``TypeError``; a value out of range raises ``ValueError``; both
 name the argument and show the value.  Numbers are Python reals, NumPy scalars and
@@ -13,9 +16,10 @@ name the argument and show the value.  Numbers are Python reals, NumPy scalars a
 ``jit`` cannot be inspected: their type is checked, their range is not.
 
 A few names mean different things to different owners (``mode`` is a fan mode for an
-initializer and a direction for :func:`jopt.reduce_on_plateau`); such entries are keyed
-``"owner.name"`` and looked up first when the caller passes ``owner=``.  Indexed names
-such as ``"eps[1]"`` or ``"boundaries[0]"`` are checked against their base name.
+initializer and a direction for [`jopt.reduce_on_plateau`][jopt.reduce_on_plateau]);
+such entries are keyed ``"owner.name"`` and looked up first when the caller passes
+``owner=``.  Indexed names such as ``"eps[1]"`` or ``"boundaries[0]"`` are checked
+against their base name.
 """
 
 from __future__ import annotations
@@ -292,20 +296,39 @@ def _spec(name: str, owner: str | None) -> Spec:
 
 
 def checked(name: str, value: Any, *, owner: str | None = None) -> Any:
-    """``value`` checked against the vocabulary entry for ``name``, and normalized."""
+    """``value`` checked against the vocabulary entry for ``name``, and normalized.
+
+    Args:
+      name: the argument's name (``"eps[1]"`` is checked as ``eps``).
+      value: what the caller passed.
+      owner: selects an ``"owner.name"`` entry where the vocabulary has one.
+
+    Returns:
+      The value, normalized (an ``int`` for an integer entry, a dtype for a dtype).
+
+    Raises:
+      TypeError: for a value of the wrong type, naming the argument.
+      ValueError: for a value out of range, naming the argument and showing the value.
+      KeyError: when ``name`` is not in the vocabulary.
+    """
     return _spec(name, owner)(name, value)
 
 
 def check(owner: str | None = None, /, **values: Any) -> dict[str, Any]:
-    """Check each ``name=value`` against the vocabulary; returns the normalized values.
+    """Check each ``name=value`` against the vocabulary (see ``checked``).
 
-    ``owner`` selects the ``"owner.name"`` entries where the vocabulary has them.
+    Args:
+      owner: selects the ``"owner.name"`` entries where the vocabulary has them.
+      **values: the arguments, by name.
+
+    Returns:
+      ``{name: normalized value}``.
     """
     return {name: checked(name, value, owner=owner) for name, value in values.items()}
 
 
 def describe(name: str, *, owner: str | None = None) -> str:
-    """The range of ``name`` in words (for docs and messages)."""
+    """The range of ``name`` in words (for docs and messages), e.g. ``"in [0, 1)"``."""
     return _spec(name, owner).describe()
 
 

@@ -4,9 +4,10 @@ recompiling.
 ``inject_hyperparams(jopt.adam)(learning_rate=1e-3)`` builds the same optimizer as
 ``jopt.adam(learning_rate=1e-3)``, except that its numeric hyperparameters live in the
 state as arrays instead of being baked into the compiled update as constants.  A jitted
-training step then takes them as inputs, so :func:`set_hyperparams` changes them between
-steps with no retracing, and :func:`get_hyperparams` (or ``state.hyperparams``, as in
-optax) reads them, e.g. to log the current learning rate.
+training step then takes them as inputs, so [`set_hyperparams`][jopt.hyperparams.set_hyperparams]
+changes them between steps with no retracing, and
+[`get_hyperparams`][jopt.hyperparams.get_hyperparams] (or ``state.hyperparams``, as in optax) reads
+them, e.g. to log the current learning rate.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ __all__ = [
 
 
 class InjectHyperparamsState(NamedTuple):
-    """The state of an optimizer built by :func:`inject_hyperparams`.
+    """The state of an optimizer built by
+    [`inject_hyperparams`][jopt.hyperparams.inject_hyperparams].
 
     The first three fields are optax's.
 
@@ -43,8 +45,8 @@ class InjectHyperparamsState(NamedTuple):
       count: the number of updates applied so far (int32, saturating); a schedule is
         evaluated at this count.
       hyperparams: every numeric hyperparameter, ``name -> 0-d array``.  A live one
-        holds its value (change it with :func:`set_hyperparams`); one given as a
-        schedule holds the value the latest update used, ``schedule(count − 1)``
+        holds its value (change it with [`set_hyperparams`][jopt.hyperparams.set_hyperparams]); one
+        given as a schedule holds the value the latest update used, ``schedule(count − 1)``
         (``schedule(0)``, the value the first update will use, in the state ``init``
         returns).
       inner_state: the state of the optimizer built with these values.
@@ -166,7 +168,7 @@ def inject_hyperparams(
 
     * a real number or 0-d real array (any float dtype, bfloat16 included) is *live*:
       stored in ``state.hyperparams[name]`` as a 0-d array of ``hyperparam_dtype`` and
-      changeable with :func:`set_hyperparams`;
+      changeable with [`set_hyperparams`][jopt.hyperparams.set_hyperparams];
     * a callable is a *schedule*: evaluated at the number of updates applied before
       this one (the first update uses ``schedule(0)``) and stored in
       ``state.hyperparams[name]``, so after an update it holds the value that update
@@ -190,8 +192,9 @@ def inject_hyperparams(
     times.  The trajectory equals the one of the factory called with the same numbers.
 
     Args:
-      factory: a function returning a :class:`~jopt.GradientTransformation`, such as
-        :func:`jopt.adam`; every argument must be passable by name.
+      factory: a function returning a
+        [`GradientTransformation`][jopt.GradientTransformation], such as
+        [`jopt.adam`][jopt.adam]; every argument must be passable by name.
       static_args: names of arguments to keep static even if numeric or callable
         (e.g. an integer that the factory uses as a Python int).
       hyperparam_dtype: the dtype of the stored hyperparameters (default: the default
@@ -199,7 +202,8 @@ def inject_hyperparams(
 
     Returns:
       A function with the factory's signature that returns the wrapped
-      transformation, whose state is an :class:`InjectHyperparamsState`.
+      transformation, whose state is an
+      [`InjectHyperparamsState`][jopt.hyperparams.InjectHyperparamsState].
     """
     checked("factory", factory)
     if isinstance(static_args, str):
@@ -273,7 +277,8 @@ def _is_injected(x: Any) -> bool:
 
 
 def _find_injected(state: Any) -> InjectHyperparamsState:
-    """The one :class:`InjectHyperparamsState` inside ``state``."""
+    """The one [`InjectHyperparamsState`][jopt.hyperparams.InjectHyperparamsState] inside
+    ``state``."""
     found, _ = jax.tree_util.tree_flatten_with_path(state, is_leaf=_is_injected)
     found = [(path, leaf) for path, leaf in found if _is_injected(leaf)]
     if not found:
@@ -293,10 +298,19 @@ def _find_injected(state: Any) -> InjectHyperparamsState:
 def get_hyperparams(state: Any) -> dict[str, jax.Array]:
     """The hyperparameters of an injected optimizer's state, ``name -> 0-d array``.
 
-    ``state`` is the state of :func:`inject_hyperparams`'s transformation, or any
-    pytree (a chain's tuple, a dict) holding exactly one such state.  The values are
-    ``state.hyperparams``: live values, and for a scheduled hyperparameter the value
+    ``state`` is the state of [`inject_hyperparams`][jopt.hyperparams.inject_hyperparams]'s
+    transformation, or any pytree (a chain's tuple, a dict) holding exactly one such state.  The
+    values are ``state.hyperparams``: live values, and for a scheduled hyperparameter the value
     the latest update used.  Static hyperparameters are not included.
+
+    Args:
+      state: an injected optimizer's state, or a pytree holding exactly one.
+
+    Returns:
+      A new dict ``{name: 0-d array}``.
+
+    Raises:
+      ValueError: when ``state`` holds no injected state, or several.
     """
     return dict(_find_injected(state).hyperparams)
 
@@ -317,8 +331,16 @@ def set_hyperparams(state: Any, **values: float | jax.Array) -> Any:
 
     ``set_hyperparams(state, learning_rate=1e-4)`` returns a new state (the old one is
     unchanged) whose values have the same dtype and shape as before, so a jitted step
-    runs on it without retracing.  ``state`` is as in :func:`get_hyperparams`.  Each
-    value is checked against the same vocabulary as the factories' arguments.
+    runs on it without retracing.  ``state`` is as in
+    [`get_hyperparams`][jopt.hyperparams.get_hyperparams].  Each value is checked against the same
+    vocabulary as the factories' arguments.
+
+    Args:
+      state: an injected optimizer's state, or a pytree holding exactly one.
+      **values: the new values, by hyperparameter name: real numbers or 0-d arrays.
+
+    Returns:
+      The state, with those values (cast to the stored dtype) in place of the old.
 
     Raises:
       ValueError: for a name that is not a live hyperparameter (a static one, an

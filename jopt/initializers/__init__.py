@@ -1,8 +1,10 @@
 """Parameter initializers as pure functions of a PRNG key.
 
-Every initializer follows the protocol of ``jax.nn.initializers``::
+Every initializer follows the protocol of ``jax.nn.initializers``:
 
-    init(key, shape, dtype=None, *, out_sharding=None) -> Array
+```python
+init(key, shape, dtype=None, *, out_sharding=None) -> Array
+```
 
 so it can be passed wherever JAX code expects one, e.g. flax's ``kernel_init=``.
 ``dtype=None`` is the factory's ``dtype=`` argument, else the default float dtype
@@ -20,13 +22,13 @@ samples are jax's, for the same key).  torch's names keep torch's distributions 
 gains: ``xavier_uniform``, ``xavier_normal``, ``kaiming_uniform`` and
 ``kaiming_normal`` draw untruncated normals with a ``gain`` (jax's ``xavier_*`` and
 ``kaiming_*`` are aliases of its truncated ``glorot_*`` and ``he_*``).  torch's
-``uniform_(a, b)`` is :func:`uniform_range`.
+``uniform_(a, b)`` is [`uniform_range`][jopt.initializers.uniform_range].
 
 **Layout.** The fan-based initializers follow JAX's layout by default: a dense kernel
 is ``(in, out)`` and a convolution kernel ``(*spatial, in, out)`` (HWIO).  Each takes
 ``in_axis``, ``out_axis`` and ``batch_axis``; every other axis is a receptive-field
-axis (see :func:`compute_fans`).  torch's ``(out, in, *spatial)`` layout is
-``in_axis=1, out_axis=0``.
+axis (see [`compute_fans`][jopt.initializers.compute_fans]).  torch's ``(out, in, *spatial)`` layout
+is ``in_axis=1, out_axis=0``.
 
 **Why the scales.** For a layer ``z = W·a`` with zero-mean i.i.d. weights independent
 of zero-mean inputs, ``Var(z) = fan_in·Var(W)·Var(a)``, so across ``L`` layers the
@@ -35,8 +37,9 @@ explodes above, and is preserved when ``Var(W) = 1 / fan_in`` (LeCun et al., 199
 Backpropagation gives the same rule with ``fan_out``; Glorot & Bengio (2010)
 compromise with ``Var(W) = 2 / (fan_in + fan_out)``.  For ReLU only half of a
 symmetric pre-activation survives, ``E[relu(y)²] = Var(y) / 2``, so He et al. (2015)
-double it: ``Var(W) = 2 / fan_in``.  All are :func:`variance_scaling` with a different
-``scale`` and ``mode``; :func:`calculate_gain` tabulates torch's gains.
+double it: ``Var(W) = 2 / fan_in``.  All are
+[`variance_scaling`][jopt.initializers.variance_scaling] with a different ``scale`` and ``mode``;
+[`calculate_gain`][jopt.initializers.calculate_gain] tabulates torch's gains.
 
 Arguments are checked when a factory is called, and ``shape`` and ``dtype`` when an
 initializer is: a wrong type raises ``TypeError``, a value out of range

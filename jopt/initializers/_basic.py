@@ -35,6 +35,15 @@ def zeros(
     same gradient (and with ``W = 0`` the gradient ``Wᵀ·∂L/∂z`` reaching the layers below
     is zero), so the units never become different: the symmetry must be broken at init.
     As ``jax.nn.initializers.zeros``.
+
+    Args:
+      key: a PRNG key (ignored).
+      shape: the array's shape.
+      dtype: the array's dtype (default: JAX's default float dtype).
+      out_sharding: the result's sharding, as in ``jax.nn.initializers``.
+
+    Returns:
+      An array of ``shape`` and ``dtype``.
     """
     del key
     dims, dt = check_shape(shape), check_dtype(dtype)
@@ -48,7 +57,19 @@ def ones(
     *,
     out_sharding: Any = None,
 ) -> jax.Array:
-    """All ones; ``key`` is ignored.  Typical for the scale of a normalization layer."""
+    """All ones; ``key`` is ignored.  Typical for the scale of a normalization layer.
+
+    As ``jax.nn.initializers.ones``.
+
+    Args:
+      key: a PRNG key (ignored).
+      shape: the array's shape.
+      dtype: the array's dtype (default: JAX's default float dtype).
+      out_sharding: the result's sharding, as in ``jax.nn.initializers``.
+
+    Returns:
+      An array of ``shape`` and ``dtype``.
+    """
     del key
     dims, dt = check_shape(shape), check_dtype(dtype)
     return jnp.ones(dims, dt, **sharded({}, out_sharding))
@@ -57,8 +78,8 @@ def ones(
 def constant(value: ArrayLike, *, dtype: DTypeLike | None = None) -> Initializer:
     """Fills with ``value``, a scalar or an array that broadcasts to the requested shape.
 
-    Like :func:`zeros`, a constant weight matrix does not break the symmetry between
-    units.  As ``jax.nn.initializers.constant``.
+    Like [`zeros`][jopt.initializers.zeros], a constant weight matrix does not break the symmetry
+    between units.  As ``jax.nn.initializers.constant``.
 
     Args:
       value: a real number or array (booleans count as 0 and 1).
@@ -129,7 +150,7 @@ def uniform(scale: float = 1e-2, *, dtype: DTypeLike | None = None) -> Initializ
     """Uniform on ``[0, scale)``, as ``jax.nn.initializers.uniform``.
 
     Mean ``scale / 2``, standard deviation ``scale / √12``.  For an interval centred on
-    zero, or torch's ``uniform_(a, b)``, use :func:`uniform_range`.
+    zero, or torch's ``uniform_(a, b)``, use [`uniform_range`][jopt.initializers.uniform_range].
 
     Args:
       scale: the width of the interval, ``>= 0``.

@@ -117,10 +117,12 @@ def compute_fans(
     """Fan-in and fan-out of a weight of the given shape.
 
     Every axis that is neither an input, an output nor a batch axis is a receptive-field
-    axis and multiplies both fans (a unit of a convolution sees ``in·∏spatial`` inputs)::
+    axis and multiplies both fans (a unit of a convolution sees ``in·∏spatial`` inputs):
 
-        fan_in  = ∏ shape[in_axis]  · receptive_field
-        fan_out = ∏ shape[out_axis] · receptive_field
+    ```text
+    fan_in  = ∏ shape[in_axis]  · receptive_field
+    fan_out = ∏ shape[out_axis] · receptive_field
+    ```
 
     Batch axes (a stack of per-head or per-layer kernels) count in neither.  A dense
     kernel ``(in, out) = (64, 10)`` has fans ``(64, 10)``; an HWIO conv kernel

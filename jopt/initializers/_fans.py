@@ -46,9 +46,9 @@ def variance_scaling(
     """Zero-mean weights with variance ``scale / n``: the rule beneath every fan-based init.
 
     ``n`` is ``fan_in``, ``fan_out``, ``(fan_in + fan_out) / 2`` or ``√(fan_in·fan_out)``
-    according to ``mode`` (see :func:`compute_fans` for the axes).  For a layer ``z = W·a``
-    with zero-mean i.i.d. weights, ``Var(z) = fan_in·Var(W)·Var(a)``, so ``scale = 1``
-    with ``fan_in`` keeps a linear signal steady (LeCun et al., 1998) and ``scale = 2``
+    according to ``mode`` (see [`compute_fans`][jopt.initializers.compute_fans] for the axes).  For
+    a layer ``z = W·a`` with zero-mean i.i.d. weights, ``Var(z) = fan_in·Var(W)·Var(a)``, so ``scale
+    = 1`` with ``fan_in`` keeps a linear signal steady (LeCun et al., 1998) and ``scale = 2``
     compensates ReLU's halving (He et al., 2015); Glorot & Bengio (2010) average the
     forward and backward conditions with ``fan_avg``.
 
@@ -70,7 +70,7 @@ def variance_scaling(
       scale: the variance multiplier, ``>= 0``.
       mode: ``"fan_in"``, ``"fan_out"``, ``"fan_avg"`` or ``"fan_geo_avg"``.
       distribution: ``"truncated_normal"``, ``"normal"`` or ``"uniform"``.
-      in_axis: the input axis or axes, as in :func:`compute_fans`.
+      in_axis: the input axis or axes, as in [`compute_fans`][jopt.initializers.compute_fans].
       out_axis: the output axis or axes.
       batch_axis: axes of independent weights, in neither fan.
       dtype: the initializer's default dtype; ``None``: the default float dtype.
@@ -81,7 +81,7 @@ def variance_scaling(
 
     Raises:
       TypeError, ValueError: an argument has the wrong type or is out of range; at
-        init, a bad shape or axes (see :func:`compute_fans`).
+        init, a bad shape or axes (see [`compute_fans`][jopt.initializers.compute_fans]).
     """
     scale = checked("scale", scale)
     mode = checked("mode", mode, owner="variance_scaling")
@@ -150,7 +150,7 @@ def _named(factory: Any, name: str, doc: str) -> Any:
 _ARGS = """
 
     Args:
-      in_axis: the input axis or axes, as in :func:`compute_fans`.
+      in_axis: the input axis or axes, as in [`compute_fans`][jopt.initializers.compute_fans].
       out_axis: the output axis or axes.
       batch_axis: axes of independent weights, in neither fan.
       dtype: the initializer's default dtype; ``None``: the default float dtype.
@@ -171,7 +171,7 @@ glorot_uniform = _named(
     keeping the forward signal (``1 / fan_in``) and the backward gradient
     (``1 / fan_out``).  As ``jax.nn.initializers.glorot_uniform``:
     ``variance_scaling(1.0, "fan_avg", "uniform")``.  torch's ``xavier_uniform_`` (with a
-    gain) is :func:`xavier_uniform`.""",
+    gain) is [`xavier_uniform`][jopt.initializers.xavier_uniform].""",
 )
 glorot_normal = _named(
     _fan_based(1.0, "fan_avg", "truncated_normal"),
@@ -180,7 +180,7 @@ glorot_normal = _named(
 
     As ``jax.nn.initializers.glorot_normal``: ``variance_scaling(1.0, "fan_avg",
     "truncated_normal")``.  torch's ``xavier_normal_`` draws an untruncated normal: that
-    is :func:`xavier_normal`.""",
+    is [`xavier_normal`][jopt.initializers.xavier_normal].""",
 )
 he_uniform = _named(
     _fan_based(2.0, "fan_in", "uniform"),
@@ -190,7 +190,8 @@ he_uniform = _named(
     ``Var(W) = 2 / fan_in``: behind a ReLU, ``E[a²] = Var(z) / 2``, and the factor 2 keeps
     ``Var(z)`` the same in every layer.  As ``jax.nn.initializers.he_uniform``:
     ``variance_scaling(2.0, "fan_in", "uniform")``, the same distribution as torch's
-    ``kaiming_uniform_`` with its defaults (:func:`kaiming_uniform`).""",
+    ``kaiming_uniform_`` with its defaults
+    ([`kaiming_uniform`][jopt.initializers.kaiming_uniform]).""",
 )
 he_normal = _named(
     _fan_based(2.0, "fan_in", "truncated_normal"),
@@ -199,7 +200,7 @@ he_normal = _named(
 
     As ``jax.nn.initializers.he_normal``: ``variance_scaling(2.0, "fan_in",
     "truncated_normal")``.  torch's ``kaiming_normal_`` draws an untruncated normal: that
-    is :func:`kaiming_normal`.""",
+    is [`kaiming_normal`][jopt.initializers.kaiming_normal].""",
 )
 lecun_uniform = _named(
     _fan_based(1.0, "fan_in", "uniform"),

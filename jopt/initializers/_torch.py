@@ -35,12 +35,14 @@ def xavier_uniform(
     gradient ``1 / fan_out``; Glorot & Bengio (2010) take the harmonic mean of the two,
     ``Var(W) = 2 / (fan_in + fan_out)``, for the linear regime of a symmetric activation
     such as tanh.  ``variance_scaling(gain², "fan_avg", "uniform")``; with ``gain = 1``
-    the same distribution as :func:`glorot_uniform`.  jax's ``xavier_uniform`` is an
-    alias of its ``glorot_uniform`` and takes no gain.
+    the same distribution as [`glorot_uniform`][jopt.initializers.glorot_uniform].  jax's
+    ``xavier_uniform`` is an alias of its ``glorot_uniform`` and takes no gain.
 
     Args:
-      gain: multiplies the bound, ``>= 0``; see :func:`calculate_gain`.
-      in_axis: the input axis or axes, as in :func:`compute_fans` (torch's
+      gain: multiplies the bound, ``>= 0``; see
+        [`calculate_gain`][jopt.initializers.calculate_gain].
+      in_axis: the input axis or axes, as in
+        [`compute_fans`][jopt.initializers.compute_fans] (torch's
         ``(out, in, *kernel)`` layout: ``in_axis=1, out_axis=0``).
       out_axis: the output axis or axes.
       batch_axis: axes of independent weights, in neither fan.
@@ -67,12 +69,14 @@ def xavier_normal(
 ) -> Initializer:
     """torch's ``xavier_normal_``: untruncated ``N(0, σ²)``, ``σ = gain·√(2/(fan_in + fan_out))``.
 
-    The variance of :func:`xavier_uniform`.  jax's ``xavier_normal`` is its
-    ``glorot_normal``, a *truncated* normal: :func:`glorot_normal` here.
+    The variance of [`xavier_uniform`][jopt.initializers.xavier_uniform].  jax's ``xavier_normal``
+    is its ``glorot_normal``, a *truncated* normal:
+    [`glorot_normal`][jopt.initializers.glorot_normal] here.
 
     Args:
-      gain: multiplies the standard deviation, ``>= 0``; see :func:`calculate_gain`.
-      in_axis: the input axis or axes, as in :func:`compute_fans`.
+      gain: multiplies the standard deviation, ``>= 0``; see
+        [`calculate_gain`][jopt.initializers.calculate_gain].
+      in_axis: the input axis or axes, as in [`compute_fans`][jopt.initializers.compute_fans].
       out_axis: the output axis or axes.
       batch_axis: axes of independent weights, in neither fan.
       dtype: the initializer's default dtype; ``None``: the default float dtype.
@@ -111,15 +115,17 @@ def kaiming_uniform(
     He et al. (2015): behind a ReLU, ``E[a²] = Var(z) / 2``, so ``Var(W) = 2 / fan_in``
     keeps ``Var(z)`` the same in every layer; ``gain = calculate_gain(nonlinearity, a)``
     generalizes the factor 2 (for the default ``leaky_relu`` with ``a = 0`` it is √2,
-    ReLU's, and this is :func:`he_uniform`'s distribution).  ``n`` is ``fan_in`` or
-    ``fan_out`` per ``mode``.  torch's default for ``nn.Linear`` and ``nn.Conv*``
-    weights is ``kaiming_uniform_(a=√5)``, ``U(±1/√fan_in)``: :func:`torch_default_kernel`.
+    ReLU's, and this is [`he_uniform`][jopt.initializers.he_uniform]'s distribution).  ``n`` is
+    ``fan_in`` or ``fan_out`` per ``mode``.  torch's default for ``nn.Linear`` and ``nn.Conv*``
+    weights is ``kaiming_uniform_(a=√5)``, ``U(±1/√fan_in)``:
+    [`torch_default_kernel`][jopt.initializers.torch_default_kernel].
 
     Args:
       a: the negative slope of the leaky ReLU after the layer (for ``"leaky_relu"``).
       mode: ``"fan_in"`` (keeps the forward signal) or ``"fan_out"`` (the gradient).
-      nonlinearity: a name accepted by :func:`calculate_gain`.
-      in_axis: the input axis or axes, as in :func:`compute_fans` (torch's layout:
+      nonlinearity: a name accepted by [`calculate_gain`][jopt.initializers.calculate_gain].
+      in_axis: the input axis or axes, as in
+        [`compute_fans`][jopt.initializers.compute_fans] (torch's layout:
         ``in_axis=1, out_axis=0``).
       out_axis: the output axis or axes.
       batch_axis: axes of independent weights, in neither fan.
@@ -146,17 +152,18 @@ def kaiming_normal(
 ) -> Initializer:
     """torch's ``kaiming_normal_``: an *untruncated* ``N(0, σ²)``, ``σ = gain / √n``.
 
-    The variance of :func:`kaiming_uniform` (``2 / fan_in`` for ReLU).  jax's
-    ``kaiming_normal`` is its ``he_normal``, a *truncated* normal: :func:`he_normal` here.
+    The variance of [`kaiming_uniform`][jopt.initializers.kaiming_uniform] (``2 / fan_in`` for
+    ReLU).  jax's ``kaiming_normal`` is its ``he_normal``, a *truncated* normal:
+    [`he_normal`][jopt.initializers.he_normal] here.
 
     Args:
-      a: as for :func:`kaiming_uniform`.
-      mode: as for :func:`kaiming_uniform`.
-      nonlinearity: as for :func:`kaiming_uniform`.
-      in_axis: as for :func:`kaiming_uniform`.
-      out_axis: as for :func:`kaiming_uniform`.
-      batch_axis: as for :func:`kaiming_uniform`.
-      dtype: as for :func:`kaiming_uniform`.
+      a: as for [`kaiming_uniform`][jopt.initializers.kaiming_uniform].
+      mode: as for [`kaiming_uniform`][jopt.initializers.kaiming_uniform].
+      nonlinearity: as for [`kaiming_uniform`][jopt.initializers.kaiming_uniform].
+      in_axis: as for [`kaiming_uniform`][jopt.initializers.kaiming_uniform].
+      out_axis: as for [`kaiming_uniform`][jopt.initializers.kaiming_uniform].
+      batch_axis: as for [`kaiming_uniform`][jopt.initializers.kaiming_uniform].
+      dtype: as for [`kaiming_uniform`][jopt.initializers.kaiming_uniform].
 
     Returns:
       An initializer ``init(key, shape, dtype=dtype)``.
@@ -182,7 +189,7 @@ def torch_default_kernel(
     pass ``in_axis=1, out_axis=0``.
 
     Args:
-      in_axis: the input axis or axes, as in :func:`compute_fans`.
+      in_axis: the input axis or axes, as in [`compute_fans`][jopt.initializers.compute_fans].
       out_axis: the output axis or axes.
       batch_axis: axes of independent weights, in neither fan.
       dtype: the initializer's default dtype; ``None``: the default float dtype.
@@ -199,10 +206,12 @@ def torch_default_bias(fan_in: int, *, dtype: DTypeLike | None = None) -> Initia
 
     A bias has no fan of its own, so the layer's ``fan_in`` (the weight's,
     ``compute_fans(kernel_shape)[0]``: ``in_channels·∏kernel_size`` for a conv) must be
-    given::
+    given:
 
-        flax.linen.Dense(out, kernel_init=torch_default_kernel(),
-                         bias_init=torch_default_bias(in_features))
+    ```python
+    flax.linen.Dense(out, kernel_init=torch_default_kernel(),
+                     bias_init=torch_default_bias(in_features))
+    ```
 
     Args:
       fan_in: the layer's fan-in, an integer ``>= 1``.

@@ -1,12 +1,14 @@
 """The optimizers, and the registry every tool loops over.
 
-:data:`ALL` maps each optimizer's name to its factory, in a fixed order; the test
-suite, ``python -m jopt``, the notebooks, the docs and the benchmarks all iterate over
-it.  :data:`DEMO_LEARNING_RATES` holds the learning rate each one uses in the demos
-(the digits MLP of ``python -m jopt``): a conventional rate, not tuned on the task.
+[`ALL`][jopt.optimizers.ALL] maps each optimizer's name to its factory, in a fixed
+order; the test suite, ``python -m jopt``, the notebooks, the docs and the benchmarks
+all iterate over it.  [`DEMO_LEARNING_RATES`][jopt.optimizers.DEMO_LEARNING_RATES]
+holds the learning rate each one uses in the demos (the digits MLP of
+``python -m jopt``): a conventional rate, not tuned on the task.
 
-Adding an optimizer: write its block in :mod:`jopt.transforms`, its alias in a module
-here, and one line in ``_REGISTRY`` below.
+Every optimizer is also a top-level name: ``jopt.adam is jopt.optimizers.adam``.
+Adding an optimizer: write its block in [`jopt.transforms`][jopt.transforms], its alias
+in a module here, and one line in ``_REGISTRY`` below.
 """
 
 from __future__ import annotations

@@ -63,6 +63,10 @@ def adabelief(
 
     Returns:
       The chain ``scale_by_belief → [add_decayed_weights(λ)] → scale_by_learning_rate(η)``.
+
+    References:
+      Zhuang, J. et al. (2020). AdaBelief Optimizer: Adapting Stepsizes by the Belief
+      in Observed Gradients. *NeurIPS*.  arXiv:2010.07468.
     """
     check(weight_decay=weight_decay)
     return chain(
@@ -84,11 +88,13 @@ def adopt(
 ) -> GradientTransformation:
     """ADOPT (Taniguchi et al., 2024): Adam that converges for any β₂.
 
-    The first update only sets ``v₀ = g₀²`` (θ stays put).  Then, for t = 1, 2, …::
+    The first update only sets ``v₀ = g₀²`` (θ stays put).  Then, for t = 1, 2, …:
 
-        ĝₜ = clip(gₜ / max(√vₜ₋₁, ε), t^¼)
-        mₜ = β₁·mₜ₋₁ + (1 − β₁)·ĝₜ,   θₜ₊₁ = θₜ − η·mₜ
-        vₜ = β₂·vₜ₋₁ + (1 − β₂)·gₜ²
+    ```text
+    ĝₜ = clip(gₜ / max(√vₜ₋₁, ε), t^¼)
+    mₜ = β₁·mₜ₋₁ + (1 − β₁)·ĝₜ,   θₜ₊₁ = θₜ − η·mₜ
+    vₜ = β₂·vₜ₋₁ + (1 − β₂)·gₜ²
+    ```
 
     Normalizing by vₜ₋₁, which has not seen gₜ, and taking the momentum after the
     normalization are the two changes to Adam that remove its dependence on β₂; the
@@ -96,7 +102,8 @@ def adopt(
     bias correction.  ``weight_decay`` λ is L2 in the gradient, ``g ← g + λθ``, the
     authors' default (``decouple=False``).  Defaults are the authors'.
     State: ``ScaleByAdoptState`` (``mu``: ``exp_avg``; ``nu``: ``exp_avg_sq``;
-    ``count``: ``step``).  :func:`jopt.scale_by_adopt` exposes the clip bound.
+    ``count``: ``step``).  [`jopt.scale_by_adopt`][jopt.scale_by_adopt] exposes the
+    clip bound.
 
     Args:
       learning_rate: η >= 0, or a schedule ``step -> η``.
@@ -109,6 +116,10 @@ def adopt(
 
     Returns:
       The chain ``[add_decayed_weights(λ)] → scale_by_adopt → scale_by_learning_rate(η)``.
+
+    References:
+      Taniguchi, S. et al. (2024). ADOPT: Modified Adam Can Converge with Any β₂ with
+      the Optimal Rate. *NeurIPS*.  arXiv:2411.02853.
     """
     return chain(
         *weight_decay_block(weight_decay),
@@ -190,6 +201,10 @@ def ademamix(
 
     Returns:
       The chain ``scale_by_ademamix → [add_decayed_weights(λ)] → scale_by_learning_rate(η)``.
+
+    References:
+      Pagliardini, M., Ablin, P. & Grangier, D. (2025). The AdEMAMix Optimizer:
+      Better, Faster, Older. *ICLR*.  arXiv:2409.03137.
     """
     check("ademamix", b1=b1, b3=b3, alpha=alpha, alpha_beta3_warmup=alpha_beta3_warmup)
     check(weight_decay=weight_decay)

@@ -34,7 +34,8 @@ def momentum_block(momentum: Any, nesterov: bool = False) -> list[GradientTransf
 
     Nesterov's look-ahead with γ = 0 is plain gradient descent, so ``nesterov=True``
     with ``momentum=0`` is accepted (torch refuses it): a live momentum set to 0 with
-    :func:`jopt.set_hyperparams` is then no different from one built that way.
+    [`jopt.set_hyperparams`][jopt.set_hyperparams] is then no different from one built
+    that way.
     """
     check(momentum=momentum, nesterov=nesterov)
     return optional(trace, momentum, nesterov=nesterov)

@@ -39,8 +39,20 @@ def lion(
     ``Lion(weight_decay=λ)``, whose trajectories this reproduces; optax's ``lion``
     is the same chain with a default λ of 1e-3.  Defaults are the paper's.
 
-    Chain: ``scale_by_lion(β₁, β₂) → [add_decayed_weights(λ)] → scale_by_learning_rate(η)``.
-    State: ``ScaleByLionState`` (``mu``: lion-pytorch's ``exp_avg``; ``count``: t).
+    Args:
+      learning_rate: η >= 0, or a schedule ``step -> η``.
+      b1: β₁ in [0, 1), the interpolation of the update.
+      b2: β₂ in [0, 1), the decay of the momentum.
+      weight_decay: λ >= 0, decoupled and multiplied by η.
+
+    Returns:
+      The chain ``scale_by_lion(β₁, β₂) → [add_decayed_weights(λ)] →
+      scale_by_learning_rate(η)``; its ``ScaleByLionState`` holds ``mu``
+      (lion-pytorch's ``exp_avg``) and ``count`` (t).
+
+    References:
+      Chen, X. et al. (2023). Symbolic Discovery of Optimization Algorithms.
+      *NeurIPS*.  arXiv:2302.06675.
     """
     return chain(
         scale_by_lion(b1, b2=b2),
@@ -61,22 +73,37 @@ def lamb(
 ) -> GradientTransformation:
     """LAMB (You et al., 2020, "Large Batch Optimization for Deep Learning", Algorithm 2).
 
-    Adam's direction plus decoupled decay, scaled per leaf by its trust ratio::
+    Adam's direction plus decoupled decay, scaled per leaf by its trust ratio:
 
-        mₜ = β₁·mₜ₋₁ + (1 − β₁)·gₜ,   vₜ = β₂·vₜ₋₁ + (1 − β₂)·gₜ²,
-        rₜ = m̂ₜ / (√v̂ₜ + ε) + λ·θₜ    (m̂, v̂ bias-corrected),
-        θₜ₊₁ = θₜ − η·(‖θₜ‖ / ‖rₜ‖)·rₜ,
+    ```text
+    mₜ = β₁·mₜ₋₁ + (1 − β₁)·gₜ,   vₜ = β₂·vₜ₋₁ + (1 − β₂)·gₜ²,
+    rₜ = m̂ₜ / (√v̂ₜ + ε) + λ·θₜ    (m̂, v̂ bias-corrected),
+    θₜ₊₁ = θₜ − η·(‖θₜ‖ / ‖rₜ‖)·rₜ,
+    ```
 
     the norms taken over each leaf, and the ratio 1 when either norm is 0.  This is
     the authors' form (bias correction on, ε outside the root, φ the identity) and
     optax's ``lamb``.  pytorch-optimizer's ``Lamb`` differs: no bias correction, ε
     added to ‖rₜ‖, ‖θₜ‖ clipped at 10, and (by default) the decay applied to θ
-    before the ratio is taken; see ``docs/porting.md``.  ``mu_dtype``/``nu_dtype``
-    set the moments' storage dtypes.
+    before the ratio is taken; see the porting guide.
 
-    Chain: ``scale_by_adam(β₁, β₂, ε) → [add_decayed_weights(λ)] →
-    scale_by_trust_ratio() → scale_by_learning_rate(η)``.
-    State: ``ScaleByAdamState`` (``mu``: ``exp_avg``, ``nu``: ``exp_avg_sq``, ``count``).
+    Args:
+      learning_rate: η >= 0, or a schedule ``step -> η``.
+      b1: β₁ in [0, 1].
+      b2: β₂ in [0, 1].
+      eps: ε >= 0, outside the root.
+      weight_decay: λ >= 0, decoupled, inside the trust ratio.
+      mu_dtype: the storage dtype of m (default: the parameter's).
+      nu_dtype: the storage dtype of v (default: the parameter's real dtype).
+
+    Returns:
+      The chain ``scale_by_adam(β₁, β₂, ε) → [add_decayed_weights(λ)] →
+      scale_by_trust_ratio() → scale_by_learning_rate(η)``; its ``ScaleByAdamState``
+      holds ``mu`` (``exp_avg``), ``nu`` (``exp_avg_sq``) and ``count``.
+
+    References:
+      You, Y. et al. (2020). Large Batch Optimization for Deep Learning: Training
+      BERT in 76 minutes. *ICLR*.  arXiv:1904.00962.
     """
     return chain(
         scale_by_adam(b1, b2=b2, eps=eps, mu_dtype=mu_dtype, nu_dtype=nu_dtype),
@@ -97,22 +124,37 @@ def lars(
 ) -> GradientTransformation:
     """LARS (You, Gitman & Ginsburg, 2017, "Large Batch Training of Convolutional Networks").
 
-    Algorithm 1, per leaf (layer) l, with trust coefficient c and weight decay β::
+    Algorithm 1, per leaf (layer) l, with trust coefficient c and weight decay β:
 
-        λˡ = c·‖θˡ‖ / (‖gˡ‖ + β·‖θˡ‖ + ε),
-        vₜ = μ·vₜ₋₁ + η·λˡ·(gˡ + β·θˡ),   θˡ ← θˡ − vₜ,
+    ```text
+    λˡ = c·‖θˡ‖ / (‖gˡ‖ + β·‖θˡ‖ + ε),
+    vₜ = μ·vₜ₋₁ + η·λˡ·(gˡ + β·θˡ),   θˡ ← θˡ − vₜ,
+    ```
 
     with ``λˡ = 1`` where ``‖θˡ‖ = 0`` or the denominator is 0.  η sits inside the
     momentum buffer, as in the paper (and optax): for a constant η this is the same
     path as torch-style ports that keep η outside (pytorch-optimizer's ``LARS``).
     ``nesterov=True`` steps by ``η·λˡ·(g + βθ) + μ·vₜ``.  Every leaf is scaled,
     biases included, as in the paper; pytorch-optimizer's ``LARS`` leaves vectors and
-    scalars to plain momentum SGD, and optax's ``lars`` divides by ‖g + βθ‖ (see
-    ``docs/porting.md``).
+    scalars to plain momentum SGD, and optax's ``lars`` divides by ‖g + βθ‖ (see the
+    porting guide).
 
-    Chain: ``scale_by_lars(c, β, ε) → scale_by_learning_rate(η) → [trace(μ, nesterov)]``.
-    State: ``TraceState.trace`` when μ > 0 (−η times pytorch-optimizer's
-    ``momentum_buffer``).
+    Args:
+      learning_rate: η >= 0, or a schedule ``step -> η``.
+      momentum: μ in [0, 1]; 0 leaves the buffer out.
+      weight_decay: β >= 0 (or a schedule).
+      trust_coefficient: c >= 0.
+      eps: >= 0, added to the denominator of λˡ.
+      nesterov: step by the look-ahead momentum.
+
+    Returns:
+      The chain ``scale_by_lars(c, β, ε) → scale_by_learning_rate(η) →
+      [trace(μ, nesterov)]``; with momentum its ``TraceState.trace`` is −η times
+      pytorch-optimizer's ``momentum_buffer``.
+
+    References:
+      You, Y., Gitman, I. & Ginsburg, B. (2017). Large Batch Training of
+      Convolutional Networks. arXiv:1708.03888.
     """
     return chain(
         scale_by_lars(trust_coefficient, weight_decay=weight_decay, eps=eps),

@@ -23,12 +23,13 @@ def lbfgs(
     ``t`` from the line search started at ``η`` (``min(1, 1/‖g‖₁)·η`` the first time),
     and the update ``t·d``.  torch's defaults.  Called as
     ``update(grads, state, params, value=loss, value_fn=loss_fn)``; see
-    :func:`jopt.transforms.scale_by_lbfgs_step` for the algorithm, the stopping rules
-    and the state, and :func:`jopt.minimize` for a whole solve in one compiled loop.
+    [`scale_by_lbfgs_step`][jopt.transforms.scale_by_lbfgs_step] for the algorithm, the
+    stopping rules and the state, and [`jopt.minimize`][jopt.minimize] for a whole
+    solve in one compiled loop.
 
     Matches ``torch.optim.LBFGS(lr, max_iter=1, max_eval=26, history_size,
     tolerance_grad, tolerance_change, line_search_fn)`` stepped once per update (a
-    torch ``step`` with ``max_iter=k`` is ``k`` updates; see ``docs/porting.md``).
+    torch ``step`` with ``max_iter=k`` is ``k`` updates; see the porting guide).
 
     Args:
       learning_rate: η, the first trial step (the fixed step with ``line_search=None``).
@@ -40,7 +41,15 @@ def lbfgs(
         gradients).
 
     Returns:
-      The transformation; its state is a :class:`jopt.transforms.LbfgsState`.
+      The transformation; its state is a
+      [`jopt.transforms.LbfgsState`][jopt.transforms.LbfgsState].
+
+    References:
+      Liu, D. C. & Nocedal, J. (1989). On the limited memory BFGS method for large
+      scale optimization. *Mathematical Programming* 45, 503–528.
+
+      Nocedal, J. & Wright, S. J. (2006). *Numerical Optimization*, 2nd ed.,
+      algorithms 3.5, 3.6 and 7.4. Springer.
     """
     return scale_by_lbfgs_step(
         learning_rate,

@@ -4,7 +4,7 @@ Each function here returns a schedule, a jittable function of an integer step ``
 (a Python int, a NumPy integer, or a JAX integer array, possibly traced, of any shape)
 that returns a float array of the step's shape in the default float dtype (float32,
 or float64 with 64-bit types on).  A schedule is accepted anywhere a learning rate is,
-and by :func:`jopt.inject_hyperparams` for any numeric hyperparameter.
+and by [`jopt.inject_hyperparams`][jopt.inject_hyperparams] for any numeric hyperparameter.
 
 Which step a schedule sees: ``t`` is the number of updates applied *before* the
 current one.  The first update uses ``schedule(0)``, the second ``schedule(1)``, and

@@ -35,9 +35,11 @@ def cosine_restarts(
     """Cosine annealing with warm restarts (SGDR, Loshchilov & Hutter, 2017).
 
     Period ``k`` lasts ``Tₖ = T₀·mᵏ`` steps (``T₀ = first_period``, ``m =
-    period_mult``) and starts at ``Sₖ = T₀ + T₀·m + … + T₀·mᵏ⁻¹``; within it::
+    period_mult``) and starts at ``Sₖ = T₀ + T₀·m + … + T₀·mᵏ⁻¹``; within it:
 
-        value(t) = v_min + (v₀ − v_min)·½(1 + cos(π·(t − Sₖ) / Tₖ))
+    ```text
+    value(t) = v_min + (v₀ − v_min)·½(1 + cos(π·(t − Sₖ) / Tₖ))
+    ```
 
     so the value restarts at ``v₀`` at every ``Sₖ``.  torch's
     ``CosineAnnealingWarmRestarts(T_0=T₀, T_mult=m, eta_min=v_min)``; the periods and
@@ -88,11 +90,13 @@ def cyclic(
 
     A cycle rises linearly from ``base_value`` towards ``max_value`` over ``U =
     step_size_up`` steps and falls back over ``D = step_size_down`` steps (default
-    ``U``).  With ``c = ⌊t / (U + D)⌋`` and ``r = t − c·(U + D)``::
+    ``U``).  With ``c = ⌊t / (U + D)⌋`` and ``r = t − c·(U + D)``:
 
-        h(t) = r / U                 if r <= U
-        h(t) = (U + D − r) / D       otherwise
-        value(t) = v_base + (v_max − v_base)·h(t)·s(t)
+    ```text
+    h(t) = r / U                 if r <= U
+    h(t) = (U + D − r) / D       otherwise
+    value(t) = v_base + (v_max − v_base)·h(t)·s(t)
+    ```
 
     with ``s(t) = 1`` (``"triangular"``), ``s(t) = 2⁻ᶜ`` (``"triangular2"``: the
     amplitude halves every cycle) or ``s(t) = γᵗ`` (``"exp_range"``).

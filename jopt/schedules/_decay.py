@@ -55,9 +55,11 @@ def linear(
     """Linear interpolation from ``init_value`` to ``end_value``, then constant.
 
     With ``v₀ = init_value``, ``v₁ = end_value``, ``T = transition_steps`` and
-    ``B = transition_begin``::
+    ``B = transition_begin``:
 
-        value(t) = v₀ + (v₁ − v₀)·clip(t − B, 0, T) / T
+    ```text
+    value(t) = v₀ + (v₁ − v₀)·clip(t − B, 0, T) / T
+    ```
 
     so ``value(t) = v₀`` up to ``t = B`` and ``v₁`` from ``t = B + T`` on (optax's
     ``linear_schedule``; torch's ``LinearLR`` with factors ``v₀/lr`` and ``v₁/lr`` over
@@ -95,13 +97,15 @@ def polynomial(
     """Polynomial decay from ``init_value`` to ``end_value``, then constant.
 
     With ``v₀ = init_value``, ``v₁ = end_value``, ``p = power``, ``T = transition_steps``
-    and ``B = transition_begin``::
+    and ``B = transition_begin``:
 
-        value(t) = v₁ + (v₀ − v₁)·(1 − clip(t − B, 0, T) / T)^p
+    ```text
+    value(t) = v₁ + (v₀ − v₁)·(1 − clip(t − B, 0, T) / T)^p
+    ```
 
     optax's ``polynomial_schedule``.  torch's ``PolynomialLR(total_iters=T, power=p)`` is
     ``polynomial(lr, end_value=0.0, power=p, transition_steps=T)``.  ``p = 1`` is
-    :func:`linear`; ``p = 0`` holds ``v₀`` for ever (``0⁰ = 1``).
+    [`linear`][jopt.schedules.linear]; ``p = 0`` holds ``v₀`` for ever (``0⁰ = 1``).
 
     Args:
       init_value: ``v₀``, a finite number.
@@ -226,11 +230,13 @@ def warmup_cosine_decay(
     """Linear warmup, then cosine decay.
 
     With ``W = warmup_steps`` and ``D = decay_steps``, the total length *including*
-    the warmup (optax's convention)::
+    the warmup (optax's convention):
 
-        value(t) = v₀ + (v_peak − v₀)·t / W                                   t < W
-        value(t) = v_end + (v_peak − v_end)·½(1 + cos(π·min(t − W, D − W) / (D − W)))
-                                                                              t >= W
+    ```text
+    value(t) = v₀ + (v_peak − v₀)·t / W                                   t < W
+    value(t) = v_end + (v_peak − v_end)·½(1 + cos(π·min(t − W, D − W) / (D − W)))
+                                                                          t >= W
+    ```
 
     so ``value(W) = v_peak`` and ``value(t) = v_end`` from ``t = D`` on.  With ``W = 0``
     there is no warmup and ``init_value`` is not used.

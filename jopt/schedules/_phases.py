@@ -38,11 +38,13 @@ def warmup_stable_decay(
 
     A linear warmup over ``W = warmup_steps`` steps, ``S = stable_steps`` steps at the
     peak, then a decay over ``D = decay_steps`` steps to ``end_value``, held after
-    (Zhai et al., 2022; Hu et al., 2024, MiniCPM; Hägele et al., 2024)::
+    (Zhai et al., 2022; Hu et al., 2024, MiniCPM; Hägele et al., 2024):
 
-        value(t) = v₀ + (v_peak − v₀)·t / W                     t < W
-        value(t) = v_peak + (v_end − v_peak)·f(s)               t >= W,
-                   s = clip(t − W − S, 0, D) / D
+    ```text
+    value(t) = v₀ + (v_peak − v₀)·t / W                     t < W
+    value(t) = v_peak + (v_end − v_peak)·f(s)               t >= W,
+               s = clip(t − W − S, 0, D) / D
+    ```
 
     with ``f(s) = s`` (``"linear"``), ``f(s) = ½(1 − cos(π·s))`` (``"cosine"``) or
     ``f(s) = √s`` (``"sqrt"``, the 1 − √ cooldown of Hägele et al.).  The value is
@@ -135,7 +137,8 @@ def one_cycle(
     ``end_step``: ``pct_start·N − 1``, (three phases: ``2·pct_start·N − 2``), ``N − 1``
     for ``N = total_steps``; within a phase from ``s`` to ``e`` the fraction is
     ``(t − s) / (e − s)``.  After step ``N − 1`` the value stays at ``v_min`` (torch
-    raises past ``N``).  Pair it with :func:`one_cycle_momentum` for the momentum cycle.
+    raises past ``N``).  Pair it with [`one_cycle_momentum`][jopt.schedules.one_cycle_momentum] for
+    the momentum cycle.
 
     Args:
       max_value: the peak, a finite number.
@@ -175,19 +178,19 @@ def one_cycle_momentum(
 ) -> Schedule:
     """The momentum cycle of torch's ``OneCycleLR`` (``cycle_momentum=True``).
 
-    The mirror image of :func:`one_cycle` with the same phases: from ``max_momentum``
-    down to ``base_momentum`` while the learning rate rises, then back up to
+    The mirror image of [`one_cycle`][jopt.schedules.one_cycle] with the same phases: from
+    ``max_momentum`` down to ``base_momentum`` while the learning rate rises, then back up to
     ``max_momentum`` (three phases: down, up, then held at ``max_momentum``).  torch
     writes it into SGD's ``momentum`` or Adam's ``β₁``: pass it as ``momentum=`` or
-    ``b1=`` through :func:`jopt.inject_hyperparams`.
+    ``b1=`` through [`jopt.inject_hyperparams`][jopt.inject_hyperparams].
 
     Args:
-      total_steps: ``N``, an integer ``>= 1``; as for :func:`one_cycle`.
-      pct_start: as for :func:`one_cycle`.
-      anneal_strategy: as for :func:`one_cycle`.
+      total_steps: ``N``, an integer ``>= 1``; as for [`one_cycle`][jopt.schedules.one_cycle].
+      pct_start: as for [`one_cycle`][jopt.schedules.one_cycle].
+      anneal_strategy: as for [`one_cycle`][jopt.schedules.one_cycle].
       base_momentum: the low point, in ``[0, 1)``.
       max_momentum: the start and end, in ``[0, 1)``.
-      three_phase: as for :func:`one_cycle`.
+      three_phase: as for [`one_cycle`][jopt.schedules.one_cycle].
 
     Returns:
       A schedule ``step -> momentum``.
@@ -219,8 +222,8 @@ def swa(
     (``"linear"``); ``A = 0`` gives ``v_swa`` from the start (Izmailov et al., 2018).
     ``v₀`` is the learning rate in effect when torch's ``SWALR`` is built; ``t`` counts
     its ``step()`` calls.  Start it at step ``s`` of a run with
-    :func:`join`: ``join([before, swa(v, swa_value=...)], boundaries=[s])``, and average
-    the weights with :func:`jopt.averaged`.
+    [`join`][jopt.schedules.join]: ``join([before, swa(v, swa_value=...)], boundaries=[s])``, and
+    average the weights with [`jopt.averaged`][jopt.averaged].
 
     Args:
       init_value: ``v₀``, a finite number.

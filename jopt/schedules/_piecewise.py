@@ -127,7 +127,7 @@ def join(schedules: Sequence[Schedule | Any], *, boundaries: Sequence[int]) -> S
 
 
 def _piece(i: int, s: Any) -> Schedule:
-    """``schedules[i]`` of :func:`join`: a schedule, or a number made a constant."""
+    """``schedules[i]`` of ``join``: a schedule, or a number made a constant."""
     if callable(s) and not hasattr(s, "dtype"):
         return s
     try:

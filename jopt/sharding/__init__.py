@@ -2,48 +2,51 @@
 
 jopt's transformations are plain JAX functions, so they run unchanged on sharded
 arrays; this package answers *where the params and the state should live*, and
-:mod:`jopt.sharding.launch` starts several JAX processes on one machine.
+[`jopt.sharding.launch`][jopt.sharding.launch] starts several JAX processes on one machine.
 
 **State follows the params.**  ``optimizer.init(params)`` called eagerly on sharded
 params returns per-parameter state leaves (moments, accumulators, momentum buffers)
 with their parameter's sharding, and 0-d leaves (step counts) replicated on the
 params' mesh.  Under ``jax.jit`` the output layout is the compiler's choice unless it
 is given: ``jax.jit(optimizer.init)(params)`` may return replicated state.  Pass
-:func:`state_shardings` as ``out_shardings`` to pin it.
+[`state_shardings`][jopt.sharding.state_shardings] as ``out_shardings`` to pin it.
 
 **ZeRO stage 1** (Rajbhandari et al., 2020).  In plain data parallelism every device
 keeps a full copy of the params and of the state, so Adam's two moments cost each
-device twice the params' memory.  :func:`zero_shardings` instead splits every state
-leaf along the data-parallel mesh axis, one block of ``shape[d] / n`` rows per device
+device twice the params' memory.  [`zero_shardings`][jopt.sharding.zero_shardings] instead splits
+every state leaf along the data-parallel mesh axis, one block of ``shape[d] / n`` rows per device
 for ``n`` devices on that axis.  Jitting the step with those shardings (params
 replicated) makes XLA insert the collectives: each device updates only its block of
 the state from its block of the averaged gradient, and the new params are gathered.
-A sketch, with a batch sharded over ``"data"``::
+A sketch, with a batch sharded over ``"data"``:
 
-    mesh = jax.make_mesh((jax.device_count(),), ("data",))
-    params = jax.device_put(params, NamedSharding(mesh, P()))       # replicated
-    optimizer = jopt.adam(1e-3)
-    state_sh, report = jopt.sharding.zero_shardings(optimizer, params, mesh)
-    print(report)                                 # what was split, what was not
-    state = jax.jit(optimizer.init, out_shardings=state_sh)(params)
-    params_sh = jax.tree.map(lambda p: p.sharding, params)
+```python
+mesh = jax.make_mesh((jax.device_count(),), ("data",))
+params = jax.device_put(params, NamedSharding(mesh, P()))       # replicated
+optimizer = jopt.adam(1e-3)
+state_sh, report = jopt.sharding.zero_shardings(optimizer, params, mesh)
+print(report)                                 # what was split, what was not
+state = jax.jit(optimizer.init, out_shardings=state_sh)(params)
+params_sh = jax.tree.map(lambda p: p.sharding, params)
 
-    @partial(jax.jit, in_shardings=(params_sh, state_sh, batch_sh),
-             out_shardings=(params_sh, state_sh, None), donate_argnums=(0, 1))
-    def step(params, state, batch):
-        loss, grads = jax.value_and_grad(loss_fn)(params, batch)
-        updates, state = optimizer.update(grads, state, params)
-        return jopt.apply_updates(params, updates), state, loss
+@partial(jax.jit, in_shardings=(params_sh, state_sh, batch_sh),
+         out_shardings=(params_sh, state_sh, None), donate_argnums=(0, 1))
+def step(params, state, batch):
+    loss, grads = jax.value_and_grad(loss_fn)(params, batch)
+    updates, state = optimizer.update(grads, state, params)
+    return jopt.apply_updates(params, updates), state, loss
+```
 
-**ZeRO stage 3 / FSDP.**  :func:`fsdp_shardings` splits the params too, and each
-state leaf follows its parameter; the same step, jitted with those shardings for the
+**ZeRO stage 3 / FSDP.**  [`fsdp_shardings`][jopt.sharding.fsdp_shardings] splits the params too,
+and each state leaf follows its parameter; the same step, jitted with those shardings for the
 params, makes XLA gather each parameter where it is used.  With ``offload=True`` the
-state lives in host memory between steps (wrap the optimizer with :func:`offloaded`).
+state lives in host memory between steps (wrap the optimizer with
+[`offloaded`][jopt.sharding.offloaded]).
 
 **Several hosts.**  Nothing changes in the step: after
-:func:`jax.distributed.initialize`, ``jax.devices()`` lists every process's devices,
-and a mesh built from it spans the hosts.  :mod:`jopt.sharding.launch` runs such a
-program as several processes on one machine (with simulated CPU devices and gloo
+``jax.distributed.initialize``, ``jax.devices()`` lists every process's devices,
+and a mesh built from it spans the hosts.  [`jopt.sharding.launch`][jopt.sharding.launch] runs such
+a program as several processes on one machine (with simulated CPU devices and gloo
 collectives), which is how the tests check the multi-host path.
 
 On a mesh whose axes are ``AxisType.Explicit`` (the default of ``jax.make_mesh`` in

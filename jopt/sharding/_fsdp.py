@@ -62,8 +62,8 @@ def fsdp_shardings(
     Fully sharded data parallelism, ZeRO stage 3 (Rajbhandari et al., 2020, "ZeRO:
     Memory optimizations toward training trillion parameter models"; Zhao et al.,
     2023, "PyTorch FSDP").  Every parameter with at least ``min_size`` elements is
-    split over ``axis``, by the rule of :func:`zero_shardings` (the first dimension
-    that ``n = mesh.shape[axis]`` divides; its layout on other mesh axes is kept), and
+    split over ``axis``, by the rule of [`zero_shardings`][jopt.sharding.zero_shardings] (the first
+    dimension that ``n = mesh.shape[axis]`` divides; its layout on other mesh axes is kept), and
     each state leaf of a parameter takes that parameter's layout.  With ``n`` devices,
     each holds about ``1/n`` of the params and of the state.  Jitting the step with
     these shardings (batch sharded over ``axis`` too) makes XLA insert the
@@ -76,8 +76,8 @@ def fsdp_shardings(
     DeepSpeed's ``stage3_param_persistence_threshold`` plays the same part).
 
     With ``offload=True`` the state lives in the host's memory (JAX memory kind
-    ``"pinned_host"``) between steps; wrap the optimizer with :func:`offloaded` so that
-    its update brings the state to the devices and sends it back.
+    ``"pinned_host"``) between steps; wrap the optimizer with [`offloaded`][jopt.sharding.offloaded]
+    so that its update brings the state to the devices and sends it back.
 
     Args:
       optimizer: a gradient transformation.
@@ -91,9 +91,9 @@ def fsdp_shardings(
 
     Returns:
       ``(param_shardings, state_shardings, report)``: pytrees of
-      :class:`~jax.sharding.NamedSharding` with the structures of ``params`` and of
+      ``NamedSharding`` with the structures of ``params`` and of
       ``optimizer.init(params)`` (``None`` where they have ``None``), and an
-      :class:`FsdpReport`.
+      [`FsdpReport`][jopt.sharding.FsdpReport].
 
     Raises:
       TypeError: an argument has the wrong type, or a param is a tracer.

@@ -1,9 +1,10 @@
 """The state's leaves, each tied to the parameter it belongs to, and layout helpers.
 
-Shared by :func:`~jopt.sharding.state_shardings`, :func:`~jopt.sharding.zero_shardings`
-and :func:`~jopt.sharding.fsdp_shardings`: all three read the state's structure and
-shapes from ``jax.eval_shape(optimizer.init, params)`` (nothing is allocated) and lay
-out a state leaf that belongs to a parameter like that parameter.
+Shared by [`state_shardings`][jopt.sharding.state_shardings],
+[`zero_shardings`][jopt.sharding.zero_shardings] and
+[`fsdp_shardings`][jopt.sharding.fsdp_shardings]: all three read the state's structure and shapes
+from ``jax.eval_shape(optimizer.init, params)`` (nothing is allocated) and lay out a state leaf that
+belongs to a parameter like that parameter.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ def _is_state_of(subtree: PyTree, leaves_of_params: list, param_def) -> list | N
 def state_leaves(optimizer, params: PyTree, caller: str):
     """The state's shapes (``jax.eval_shape``) with each leaf tied to its parameter.
 
-    Returns ``(leaves, index_tree, param_leaves, param_paths)``: one :class:`StateLeaf`
+    Returns ``(leaves, index_tree, param_leaves, param_paths)``: one ``StateLeaf``
     per array leaf of the state, the state's structure with each array leaf replaced
     by its index in ``leaves``, and the params' leaves and paths.
     """

@@ -21,7 +21,7 @@ class ZeroLeaf:
     Attributes:
       path: the leaf's path, e.g. ``"[0].mu['dense']['w']"`` in the state.
       shape, dtype: the leaf's shape and dtype.
-      spec: its :class:`~jax.sharding.PartitionSpec` on the mesh.
+      spec: its ``PartitionSpec`` on the mesh.
       dim: the dimension split over the axis, ``None`` if the leaf is replicated
         over that axis.
       reason: why the leaf is not split (``None`` when it is).
@@ -61,12 +61,12 @@ class _Summary:
 
     @property
     def split(self) -> tuple[ZeroLeaf, ...]:
-        """The leaves split over :attr:`axis`."""
+        """The leaves split over ``axis``."""
         return tuple(leaf for leaf in self.leaves if leaf.dim is not None)
 
     @property
     def replicated(self) -> tuple[ZeroLeaf, ...]:
-        """The leaves every device along :attr:`axis` holds in full."""
+        """The leaves every device along ``axis`` holds in full."""
         return tuple(leaf for leaf in self.leaves if leaf.dim is None)
 
     @property
@@ -105,12 +105,13 @@ def format_bytes(n: int) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class ZeroReport(_Summary):
-    """What :func:`zero_shardings` split over the axis and what it had to replicate.
+    """What [`zero_shardings`][jopt.sharding.zero_shardings] split over the axis and what it had to
+    replicate.
 
     Attributes:
       axis: the mesh axis the state is split over.
       axis_size: the number of devices along it.
-      leaves: one :class:`ZeroLeaf` per array leaf of the state, in tree order.
+      leaves: one [`ZeroLeaf`][jopt.sharding.ZeroLeaf] per array leaf of the state, in tree order.
       param_shardings: for each trainable parameter, the sharding its per-parameter
         state received (``None`` for other leaves); the same layout serves to split
         the parameter's gradient inside ``shard_map``.
@@ -129,14 +130,15 @@ class ZeroReport(_Summary):
 
 @dataclasses.dataclass(frozen=True)
 class FsdpReport(_Summary):
-    """What :func:`fsdp_shardings` split over the axis, for the params and the state.
+    """What [`fsdp_shardings`][jopt.sharding.fsdp_shardings] split over the axis, for the params and
+    the state.
 
     Attributes:
       axis: the mesh axis the params and the state are split over.
       axis_size: the number of devices along it.
-      params: one :class:`ZeroLeaf` per array leaf of the params (paths start with
-        ``params``), in tree order.
-      state: one :class:`ZeroLeaf` per array leaf of the state (paths start with
+      params: one [`ZeroLeaf`][jopt.sharding.ZeroLeaf] per array leaf of the params
+        (paths start with ``params``), in tree order.
+      state: one [`ZeroLeaf`][jopt.sharding.ZeroLeaf] per array leaf of the state (paths start with
         ``state``).
       min_size: leaves with fewer elements were left replicated.
       state_memory_kind: ``"pinned_host"`` when the state is offloaded to host

@@ -1,4 +1,5 @@
-"""Shardings that follow the params (:func:`state_shardings`) or split the state (ZeRO-1)."""
+"""Shardings that follow the params ([`state_shardings`][jopt.sharding.state_shardings]) or split
+the state (ZeRO-1)."""
 
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ def state_shardings(optimizer, params: PyTree, mesh: Mesh | None = None) -> PyTr
         they have none.
 
     Returns:
-      A pytree of :class:`jax.sharding.Sharding` with the state's structure, ready to
+      A pytree of ``jax.sharding.Sharding`` with the state's structure, ready to
       pass as ``out_shardings`` of a jitted ``init`` or ``in/out_shardings`` of a step.
 
     Raises:
@@ -96,9 +97,9 @@ def zero_shardings(
       axis: the name of the data-parallel mesh axis.
 
     Returns:
-      ``(shardings, report)``: a pytree of :class:`~jax.sharding.NamedSharding` with
+      ``(shardings, report)``: a pytree of ``NamedSharding`` with
       the structure of ``optimizer.init(params)`` (``None`` where the state has
-      ``None``), and a :class:`ZeroReport`.
+      ``None``), and a [`ZeroReport`][jopt.sharding.ZeroReport].
 
     Raises:
       TypeError: ``optimizer`` is not a gradient transformation, ``mesh`` is not a

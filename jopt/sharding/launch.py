@@ -1,31 +1,34 @@
 """Several JAX processes on one machine: start them, join them, stop them when one fails.
 
-JAX's multi-host runtime, :func:`jax.distributed.initialize`, joins processes into one
+JAX's multi-host runtime, ``jax.distributed.initialize``, joins processes into one
 program: every process sees every process's devices in ``jax.devices()``, and a mesh
 built from them spans them all.  On a cluster the processes run on different hosts
 and the scheduler starts them (see the docs page on sharding).  On one machine,
-:func:`run` starts them: ``processes`` copies of a command, each told its process id
-and the coordinator's address (a free local port) through environment variables.
-Each copy calls :func:`initialize` first, before any other JAX call::
+[`run`][jopt.sharding.launch.run] starts them: ``processes`` copies of a command, each told its
+process id and the coordinator's address (a free local port) through environment variables.
+Each copy calls [`initialize`][jopt.sharding.launch.initialize] first, before any other JAX call:
 
-    # train.py
-    from jopt.sharding import launch
-    launch.initialize()              # joins the run; a no-op when started alone
-    ...                              # jax.devices() lists every process's devices
+```python
+# train.py
+from jopt.sharding import launch
+launch.initialize()              # joins the run; a no-op when started alone
+...                              # jax.devices() lists every process's devices
 
-    # the parent (or: python -m jopt.sharding.launch --processes 2 --cpu-devices 4 \\
-    #                     -- python train.py)
-    results = launch.run([sys.executable, "train.py"], processes=2, cpu_devices=4)
+# the parent (or: python -m jopt.sharding.launch --processes 2 --cpu-devices 4 \\
+#                     -- python train.py)
+results = launch.run([sys.executable, "train.py"], processes=2, cpu_devices=4)
+```
 
 With ``cpu_devices=n`` every process simulates ``n`` CPU devices and the processes
 exchange data through gloo collectives, so two processes of four devices form one
 mesh of eight on any machine: the multi-host code path, tested without a cluster.
 
-A process that fails brings the run down: when one exits with an error, :func:`run`
-stops the others at once (they would otherwise wait in a collective for a peer that
-is gone) and raises :class:`LaunchError` naming the process that failed, with the
-end of its output.  A run that exceeds ``timeout`` is stopped the same way.  The
-command line tool exits with the failed process's exit status, or 124 on a timeout.
+A process that fails brings the run down: when one exits with an error,
+[`run`][jopt.sharding.launch.run] stops the others at once (they would otherwise wait in a
+collective for a peer that is gone) and raises [`LaunchError`][jopt.sharding.launch.LaunchError]
+naming the process that failed, with the end of its output.  A run that exceeds ``timeout`` is
+stopped the same way.  The command line tool exits with the failed process's exit status, or 124 on
+a timeout.
 """
 
 from __future__ import annotations
@@ -80,7 +83,7 @@ class LaunchError(RuntimeError):
       process_id: the process that failed first (``None`` for a timeout).
       returncode: the exit status to report: the failed process's (128 + N for a
         process killed by signal N), or 124 for a timeout.
-      results: a :class:`ProcessResult` per process.
+      results: a [`ProcessResult`][jopt.sharding.launch.ProcessResult] per process.
     """
 
     def __init__(self, message: str, *, process_id, returncode: int, results):
@@ -91,14 +94,22 @@ class LaunchError(RuntimeError):
 
 
 def free_port() -> int:
-    """A TCP port on localhost that is free now (the OS picks it)."""
+    """A TCP port on localhost that is free now (the OS picks it).
+
+    Returns:
+      The port number.
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("localhost", 0))
         return sock.getsockname()[1]
 
 
 def is_launched() -> bool:
-    """Whether this process is to join others (``JOPT_COORDINATOR_ADDRESS`` is set)."""
+    """Whether this process is to join others.
+
+    Returns:
+      True when ``JOPT_COORDINATOR_ADDRESS`` is set in the environment.
+    """
     return COORDINATOR in os.environ
 
 
@@ -117,10 +128,10 @@ def _configure_cpu(count: int) -> None:
 def initialize(*, cpu_devices: int | None = None, timeout: float = 300.0) -> None:
     """Join the run this process was started in, and set up simulated CPU devices.
 
-    Call it first, before any other JAX call.  In a process started by :func:`run`
-    (or by any scheduler that sets ``JOPT_COORDINATOR_ADDRESS``,
+    Call it first, before any other JAX call.  In a process started by
+    [`run`][jopt.sharding.launch.run] (or by any scheduler that sets ``JOPT_COORDINATOR_ADDRESS``,
     ``JOPT_NUM_PROCESSES`` and ``JOPT_PROCESS_ID``), it calls
-    :func:`jax.distributed.initialize` with the coordinator's address, the number of
+    ``jax.distributed.initialize`` with the coordinator's address, the number of
     processes and this process's id, and selects gloo for collectives between CPU
     devices.  In a process started alone it joins nothing and only sets up
     ``cpu_devices`` CPU devices if asked, so one script serves both.
@@ -164,7 +175,8 @@ def _exit_at_once(kind, value, traceback) -> None:
 
     A normal exit would first wait at JAX's shutdown barrier for the other processes,
     which may themselves be waiting in a collective for this one: the run would stall
-    until a timeout.  Ending at once lets :func:`run` see the failure and stop them.
+    until a timeout.  Ending at once lets [`run`][jopt.sharding.launch.run] see the failure and stop
+    them.
     """
     sys.__excepthook__(kind, value, traceback)
     sys.stdout.flush()
@@ -295,8 +307,8 @@ def run(
 
     Each copy gets the coordinator's address (``localhost`` and a free port), the
     number of processes and its own id in environment variables, which
-    :func:`initialize` reads.  The call returns when every copy has exited with
-    status 0.
+    [`initialize`][jopt.sharding.launch.initialize] reads.  The call returns when every copy has
+    exited with status 0.
 
     Args:
       command: the program and its arguments, e.g. ``[sys.executable, "train.py"]``.
@@ -309,7 +321,7 @@ def run(
         ``[process i]``.
 
     Returns:
-      A :class:`ProcessResult` per process, in process order.
+      A [`ProcessResult`][jopt.sharding.launch.ProcessResult] per process, in process order.
 
     Raises:
       LaunchError: a copy exited with a non-zero status (the others are stopped at

@@ -2,8 +2,8 @@
 
 Each block does one thing to the incoming updates ``g`` (of any pytree structure) and
 keeps the state that needs.  Every per-parameter block is written with
-:func:`jopt.block`, which owns the rules shared by all of them: ``None`` leaves pass
-through, integer and boolean leaves are not trained, complex leaves use ``|g|²``,
+[`jopt.block`][jopt.block], which owns the rules shared by all of them: ``None`` leaves
+pass through, integer and boolean leaves are not trained, complex leaves use ``|g|²``,
 arithmetic runs in at least float32 and results keep their storage dtype, and trees
 that disagree raise errors naming the path.
 

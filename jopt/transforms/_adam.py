@@ -22,7 +22,13 @@ __all__ = [
 
 
 class ScaleByAdamState(NamedTuple):
-    """``count``: t; ``mu``: m (torch ``exp_avg``); ``nu``: v (torch ``exp_avg_sq``)."""
+    """The state of [`scale_by_adam`][jopt.transforms.scale_by_adam].
+
+    Attributes:
+      count: t, the number of updates, int32.
+      mu: the first moment m, shaped like the params (torch's ``exp_avg``).
+      nu: the second moment v, shaped like the params, real (torch's ``exp_avg_sq``).
+    """
 
     count: jax.Array
     mu: Any
@@ -52,9 +58,22 @@ def scale_by_adam(
     ``m̂ = m / (1 − β₁ᵗ)``, ``v̂ = v / (1 − β₂ᵗ)``, ``u = m̂ / (√(v̂ + eps_root) + eps)``.
 
     ``nesterov=True`` uses NAdam's look-ahead ``m̂`` (Dozat, 2016) without its momentum
-    schedule, as optax's.  ``mu_dtype``/``nu_dtype`` set the moments' storage dtype
-    (e.g. float32 moments for bfloat16 parameters); the update keeps the incoming
-    update's dtype.  Same as ``optax.scale_by_adam``, plus ``nu_dtype``.
+    schedule, as optax's.  The update keeps the incoming update's dtype.  Same as
+    ``optax.scale_by_adam``, plus ``nu_dtype``.
+
+    Args:
+      b1: β₁, the decay of m, in [0, 1].
+      b2: β₂, the decay of v, in [0, 1].
+      eps: added outside the root, >= 0.
+      eps_root: added inside the root, >= 0.
+      mu_dtype: the storage dtype of m (default: the parameter's), e.g. float32
+        moments for bfloat16 parameters.
+      nesterov: use NAdam's look-ahead first moment.
+      nu_dtype: the storage dtype of v (default: the parameter's real dtype).
+
+    Returns:
+      The transformation; its state is a
+      [`ScaleByAdamState`][jopt.transforms.ScaleByAdamState].
     """
     check(
         b1=b1,
@@ -79,7 +98,15 @@ def scale_by_adam(
 
 
 class ScaleByAmsgradState(NamedTuple):
-    """Adam's state plus ``nu_max``: the running maximum of v (torch ``max_exp_avg_sq``)."""
+    """The state of [`scale_by_amsgrad`][jopt.transforms.scale_by_amsgrad]: Adam's, plus a maximum.
+
+    Attributes:
+      count: t, the number of updates, int32.
+      mu: the first moment m, shaped like the params (torch's ``exp_avg``).
+      nu: the second moment v, real (torch's ``exp_avg_sq``).
+      nu_max: the running maximum of v (torch's ``max_exp_avg_sq``), or of v̂ in
+        optax's order.
+    """
 
     count: jax.Array
     mu: Any
@@ -104,8 +131,24 @@ def scale_by_amsgrad(
     optax's order (the default): ``v̂ₘₐₓ ← max(v̂ₘₐₓ, v / (1 − β₂ᵗ))`` and
     ``u = m̂ / (√(v̂ₘₐₓ + eps_root) + eps)``.  ``correct_after_max=True`` is torch's
     order, ``vₘₐₓ ← max(vₘₐₓ, v)`` then ``v̂ = vₘₐₓ / (1 − β₂ᵗ)``, which
-    :func:`jopt.adam` uses; the two differ while ``1 − β₂ᵗ`` grows.  The bias
+    [`jopt.adam`][jopt.adam] uses; the two differ while ``1 − β₂ᵗ`` grows.  The bias
     corrections can be switched off, as in optax.
+
+    Args:
+      b1: β₁, in [0, 1].
+      b2: β₂, in [0, 1].
+      eps: added outside the root, >= 0.
+      eps_root: added inside the root, >= 0.
+      mu_dtype: the storage dtype of m (default: the parameter's).
+      bias_correction_mu: divide m by ``1 − β₁ᵗ``.
+      bias_correction_nu: divide v by ``1 − β₂ᵗ``.
+      correct_after_max: torch's order (maximum of v, then the correction).
+      nu_dtype: the storage dtype of v and its maximum (default: the parameter's real
+        dtype).
+
+    Returns:
+      The transformation; its state is a
+      [`ScaleByAmsgradState`][jopt.transforms.ScaleByAmsgradState].
     """
     check(
         b1=b1,
@@ -143,7 +186,13 @@ def scale_by_amsgrad(
 
 
 class ScaleByAdamaxState(NamedTuple):
-    """``count``: t; ``mu``: m (torch ``exp_avg``); ``nu``: u, the infinity norm (``exp_inf``)."""
+    """The state of [`scale_by_adamax`][jopt.transforms.scale_by_adamax].
+
+    Attributes:
+      count: t, the number of updates, int32.
+      mu: the first moment m, shaped like the params (torch's ``exp_avg``).
+      nu: u, the exponentially weighted infinity norm, real (torch's ``exp_inf``).
+    """
 
     count: jax.Array
     mu: Any
@@ -162,7 +211,18 @@ def scale_by_adamax(
 
     ``m ← β₁·m + (1 − β₁)·g``, ``u ← max(β₂·u, |g| + eps)``, and the update is
     ``m / ((1 − β₁ᵗ)·u)``.  Adding ``eps`` inside the max keeps ``u > 0`` (torch's and
-    optax's form).  ``mu_dtype``/``nu_dtype`` as in :func:`scale_by_adam`.
+    optax's form).
+
+    Args:
+      b1: β₁, in [0, 1].
+      b2: β₂, in [0, 1].
+      eps: ε >= 0.
+      mu_dtype: the storage dtype of m (default: the parameter's).
+      nu_dtype: the storage dtype of u (default: the parameter's real dtype).
+
+    Returns:
+      The transformation; its state is a
+      [`ScaleByAdamaxState`][jopt.transforms.ScaleByAdamaxState].
     """
     check(b1=b1, b2=b2, eps=eps, mu_dtype=mu_dtype, nu_dtype=nu_dtype)
 

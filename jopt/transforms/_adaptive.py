@@ -3,7 +3,7 @@
 Where optax has a block of the same name, jopt's computes the same thing for the
 same arguments and defaults.  Each also takes ``eps_root``, added inside the square
 root in every mode (0 by default), so that the optimizers can offer torch's form
-(ε outside) and the lecture's (ε inside) alike.
+(ε outside) and the textbook form ``η / √(v + ε)`` (ε inside) alike.
 """
 
 from __future__ import annotations
@@ -39,7 +39,12 @@ def _scale(g, second_moment, eps, eps_root, eps_in_sqrt: bool):
 
 
 class ScaleByRssState(NamedTuple):
-    """``sum_of_squares``: ``G = Σ|g|²`` (torch's ``sum``)."""
+    """The state of [`scale_by_rss`][jopt.transforms.scale_by_rss].
+
+    Attributes:
+      sum_of_squares: ``G = G₀ + Σ|g|²``, shaped like the params, real (torch's
+        ``sum``).
+    """
 
     sum_of_squares: Any
 
@@ -56,6 +61,15 @@ def scale_by_rss(
     ``G`` starts at ``initial_accumulator_value``; where ``G = 0`` (nothing seen yet)
     ``u = 0``.  The defaults and ε's place are optax's; ``eps_in_sqrt=False`` gives
     torch's ``u = g / (√(G + eps_root) + ε)`` (and torch starts ``G`` at 0).
+
+    Args:
+      initial_accumulator_value: G₀ >= 0.
+      eps: ε >= 0.
+      eps_in_sqrt: ε inside the root (optax) or outside it (torch).
+      eps_root: added inside the root in both forms, >= 0.
+
+    Returns:
+      The transformation; its state is a [`ScaleByRssState`][jopt.transforms.ScaleByRssState].
     """
     check(
         initial_accumulator_value=initial_accumulator_value,
@@ -77,13 +91,23 @@ def scale_by_rss(
 
 
 class ScaleByRmsState(NamedTuple):
-    """``nu``: ``E[g²]``, the moving average of squared gradients (torch's ``square_avg``)."""
+    """The state of [`scale_by_rms`][jopt.transforms.scale_by_rms] without bias correction.
+
+    Attributes:
+      nu: ``E[g²]``, the moving average of squared gradients, shaped like the params,
+        real (torch's ``square_avg``).
+    """
 
     nu: Any
 
 
 class ScaleByRmsWithCountState(NamedTuple):
-    """``count``: t; ``nu``: ``E[g²]`` (torch's ``square_avg``)."""
+    """The state of [`scale_by_rms`][jopt.transforms.scale_by_rms] with ``bias_correction``.
+
+    Attributes:
+      count: t, the number of updates, int32.
+      nu: ``E[g²]``, shaped like the params, real (torch's ``square_avg``).
+    """
 
     count: jax.Array
     nu: Any
@@ -104,6 +128,20 @@ def scale_by_rms(
     under ``bias_correction`` and ``ν̂ = ν`` otherwise.  ``eps_in_sqrt=False`` gives
     ``u = g / (√(ν̂ + eps_root) + ε)``, torch's form.  ν starts at ``initial_scale``.
     Same as ``optax.scale_by_rms`` for the same arguments.
+
+    Args:
+      decay: γ, in [0, 1].
+      eps: ε >= 0.
+      initial_scale: ν₀ >= 0.
+      eps_in_sqrt: ε inside the root (optax) or outside it (torch).
+      bias_correction: divide ν by ``1 − γᵗ``.
+      eps_root: added inside the root in both forms, >= 0.
+
+    Returns:
+      The transformation; its state is a
+      [`ScaleByRmsState`][jopt.transforms.ScaleByRmsState], or a
+      [`ScaleByRmsWithCountState`][jopt.transforms.ScaleByRmsWithCountState] with
+      ``bias_correction``.
     """
     check(
         decay=decay,
@@ -124,14 +162,25 @@ def scale_by_rms(
 
 
 class ScaleByRStdDevState(NamedTuple):
-    """``mu``: ``E[g]`` (torch's ``grad_avg``); ``nu``: ``E[g²]`` (``square_avg``)."""
+    """The state of [`scale_by_stddev`][jopt.transforms.scale_by_stddev] without bias correction.
+
+    Attributes:
+      mu: ``E[g]``, shaped like the params (torch's ``grad_avg``).
+      nu: ``E[g²]``, shaped like the params, real (torch's ``square_avg``).
+    """
 
     mu: Any
     nu: Any
 
 
 class ScaleByRStdDevWithCountState(NamedTuple):
-    """``count``: t; ``mu``: ``E[g]``; ``nu``: ``E[g²]``."""
+    """The state of [`scale_by_stddev`][jopt.transforms.scale_by_stddev] with ``bias_correction``.
+
+    Attributes:
+      count: t, the number of updates, int32.
+      mu: ``E[g]``, shaped like the params.
+      nu: ``E[g²]``, shaped like the params, real.
+    """
 
     count: jax.Array
     mu: Any
@@ -155,6 +204,20 @@ def scale_by_stddev(
 
     ``ν − |μ|²`` can round below zero on coordinates whose gradient barely varies,
     which gives NaN with ε outside the root, as it does in torch.
+
+    Args:
+      decay: γ, in [0, 1].
+      eps: ε >= 0.
+      initial_scale: ν₀ >= 0 (μ starts at 0).
+      eps_in_sqrt: ε inside the root (optax) or outside it (torch).
+      bias_correction: divide μ and ν by ``1 − γᵗ``.
+      eps_root: added inside the root in both forms, >= 0.
+
+    Returns:
+      The transformation; its state is a
+      [`ScaleByRStdDevState`][jopt.transforms.ScaleByRStdDevState], or a
+      [`ScaleByRStdDevWithCountState`][jopt.transforms.ScaleByRStdDevWithCountState]
+      with ``bias_correction``.
     """
     check(
         decay=decay,
@@ -179,10 +242,13 @@ def scale_by_stddev(
 
 
 class ScaleByAdadeltaState(NamedTuple):
-    """Adadelta's two averages.
+    """The state of [`scale_by_adadelta`][jopt.transforms.scale_by_adadelta]: two averages.
 
-    ``grad_sq_avg``: ``E[g²]`` (torch ``square_avg``, optax ``e_g``);
-    ``delta_sq_avg``: ``E[Δθ²]`` (torch ``acc_delta``, optax ``e_x``).
+    Attributes:
+      grad_sq_avg: ``E[g²]``, shaped like the params, real (torch's ``square_avg``,
+        optax's ``e_g``).
+      delta_sq_avg: ``E[Δθ²]``, shaped like the params, real (torch's ``acc_delta``,
+        optax's ``e_x``).
     """
 
     grad_sq_avg: Any
@@ -198,6 +264,14 @@ def scale_by_adadelta(rho: float = 0.9, *, eps: float = 1e-6) -> GradientTransfo
 
     The ratio of RMS values carries the units of θ, approximating ``H⁻¹g``.  Same as
     ``optax.scale_by_adadelta``; the descent step is ``−η·u``.
+
+    Args:
+      rho: ρ, in [0, 1].
+      eps: ε >= 0, inside both roots.
+
+    Returns:
+      The transformation; its state is a
+      [`ScaleByAdadeltaState`][jopt.transforms.ScaleByAdadeltaState].
     """
     check(rho=rho, eps=eps)
 

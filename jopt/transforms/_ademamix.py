@@ -15,8 +15,14 @@ __all__ = ["ScaleByAdemamixState", "scale_by_ademamix"]
 
 
 class ScaleByAdemamixState(NamedTuple):
-    """``count``: t; ``m1``: the fast EMA (``exp_avg_fast``); ``m2``: the slow EMA
-    (``exp_avg_slow``); ``nu``: the second moment (``exp_avg_sq``)."""
+    """The state of [`scale_by_ademamix`][jopt.transforms.scale_by_ademamix].
+
+    Attributes:
+      count: t, the number of updates, int32.
+      m1: the fast EMA of the gradients, shaped like the params (``exp_avg_fast``).
+      m2: the slow EMA (``exp_avg_slow``).
+      nu: the second moment ν, real (``exp_avg_sq``).
+    """
 
     count: jax.Array
     m1: Any
@@ -43,15 +49,17 @@ def scale_by_ademamix(
     """AdEMAMix's scaling (Pagliardini et al., 2025, Algorithm 1).
 
     Adam's fast momentum m₁ plus α times a slow one m₂, whose decay β₃ keeps
-    gradients for thousands of steps::
+    gradients for thousands of steps:
 
-        m₁ ← β₁·m₁ + (1 − β₁)·g,   m₂ ← β₃·m₂ + (1 − β₃)·g,   ν ← β₂·ν + (1 − β₂)·|g|²
-        u = (m₁ / (1 − β₁ᵗ) + α·m₂) / (√(ν / (1 − β₂ᵗ) + eps_root) + eps)
+    ```text
+    m₁ ← β₁·m₁ + (1 − β₁)·g,   m₂ ← β₃·m₂ + (1 − β₃)·g,   ν ← β₂·ν + (1 − β₂)·|g|²
+    u = (m₁ / (1 − β₁ᵗ) + α·m₂) / (√(ν / (1 − β₂ᵗ) + eps_root) + eps)
+    ```
 
     m₂ is not bias-corrected.  ``b3`` and ``alpha`` may be schedules ``n -> value``,
     called with the number of earlier updates ``n`` (an int32, 0 on the first
-    update); :func:`jopt.ademamix` builds the paper's warmups from them.  Same as
-    ``optax.contrib.scale_by_ademamix`` (whose defaults these are, α = 6), plus
+    update); [`jopt.ademamix`][jopt.ademamix] builds the paper's warmups from them.
+    Same as ``optax.contrib.scale_by_ademamix`` (whose defaults these are, α = 6), plus
     ``nu_dtype``; ``mu_dtype`` stores both first moments m₁ and m₂, ``nu_dtype`` the
     second moment ν (optax starts all three in ``mu_dtype``, then keeps the update's).
 
@@ -66,7 +74,8 @@ def scale_by_ademamix(
       nu_dtype: the storage dtype of ν (default: the parameter's real dtype).
 
     Returns:
-      The transformation; its state is a :class:`ScaleByAdemamixState`.
+      The transformation; its state is a
+      [`ScaleByAdemamixState`][jopt.transforms.ScaleByAdemamixState].
     """
     check(b1=b1, b2=b2, eps=eps, eps_root=eps_root, mu_dtype=mu_dtype, nu_dtype=nu_dtype)
     check("scale_by_ademamix", b3=b3, alpha=alpha)

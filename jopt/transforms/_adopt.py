@@ -16,7 +16,13 @@ __all__ = ["ScaleByAdoptState", "scale_by_adopt"]
 
 
 class ScaleByAdoptState(NamedTuple):
-    """``count``: t; ``mu``: m (``exp_avg``); ``nu``: v (``exp_avg_sq``)."""
+    """The state of [`scale_by_adopt`][jopt.transforms.scale_by_adopt].
+
+    Attributes:
+      count: the number of updates, int32 (the authors' ``step`` plus one).
+      mu: the momentum m of the normalized gradients (the authors' ``exp_avg``).
+      nu: the second moment v, real (``exp_avg_sq``).
+    """
 
     count: jax.Array
     mu: Any
@@ -51,13 +57,15 @@ def scale_by_adopt(
     """ADOPT's scaling (Taniguchi et al., 2024, Algorithm 2, with clipping).
 
     The gradient is normalized by the second moment of the *earlier* gradients, so
-    that gₜ and its normalizer are independent; the momentum comes after::
+    that gₜ and its normalizer are independent; the momentum comes after:
 
-        first update:  v₀ = |g₀|²,  u = 0              (the parameters stay put)
-        then, step t = 1, 2, …:
-            ĝₜ = clip(gₜ / max(√vₜ₋₁, eps), cₜ),   cₜ = clip_value_fn(t) = t^¼
-            mₜ = β₁·mₜ₋₁ + (1 − β₁)·ĝₜ,           u = mₜ
-            vₜ = β₂·vₜ₋₁ + (1 − β₂)·|gₜ|²
+    ```text
+    first update:  v₀ = |g₀|²,  u = 0              (the parameters stay put)
+    then, step t = 1, 2, …:
+        ĝₜ = clip(gₜ / max(√vₜ₋₁, eps), cₜ),   cₜ = clip_value_fn(t) = t^¼
+        mₜ = β₁·mₜ₋₁ + (1 − β₁)·ĝₜ,           u = mₜ
+        vₜ = β₂·vₜ₋₁ + (1 − β₂)·|gₜ|²
+    ```
 
     ``t`` is the number of earlier updates (``clip_value_fn`` gets it as an int32).
     ``use_clipping=False`` drops the clip (the paper's Algorithm 1).  A complex ĝ is
@@ -76,7 +84,8 @@ def scale_by_adopt(
       nu_dtype: the storage dtype of v (default: the parameter's real dtype).
 
     Returns:
-      The transformation; its state is a :class:`ScaleByAdoptState`.
+      The transformation; its state is a
+      [`ScaleByAdoptState`][jopt.transforms.ScaleByAdoptState].
     """
     check(
         b1=b1,

@@ -16,7 +16,13 @@ __all__ = ["ScaleByBeliefState", "scale_by_belief"]
 
 
 class ScaleByBeliefState(NamedTuple):
-    """``count``: t; ``mu``: m (``exp_avg``); ``nu``: s, ε included (``exp_avg_var``)."""
+    """The state of [`scale_by_belief`][jopt.transforms.scale_by_belief].
+
+    Attributes:
+      count: t, the number of updates, int32.
+      mu: the first moment m, shaped like the params (the authors' ``exp_avg``).
+      nu: s, the second central moment with its ε, real (``exp_avg_var``).
+    """
 
     count: jax.Array
     mu: Any
@@ -35,11 +41,13 @@ def scale_by_belief(
 ) -> GradientTransformation:
     """AdaBelief's scaling (Zhuang et al., 2020, Algorithm 2).
 
-    The second moment tracks how far the gradient lands from its prediction m::
+    The second moment tracks how far the gradient lands from its prediction m:
 
-        mₜ = β₁·mₜ₋₁ + (1 − β₁)·gₜ
-        sₜ = β₂·sₜ₋₁ + (1 − β₂)·|gₜ − mₜ|² + eps_root
-        u  = m̂ₜ / (√ŝₜ + eps),   m̂ₜ = mₜ / (1 − β₁ᵗ),   ŝₜ = sₜ / (1 − β₂ᵗ)
+    ```text
+    mₜ = β₁·mₜ₋₁ + (1 − β₁)·gₜ
+    sₜ = β₂·sₜ₋₁ + (1 − β₂)·|gₜ − mₜ|² + eps_root
+    u  = m̂ₜ / (√ŝₜ + eps),   m̂ₜ = mₜ / (1 − β₁ᵗ),   ŝₜ = sₜ / (1 − β₂ᵗ)
+    ```
 
     The paper adds the same ε at both places (``eps_root = eps``); the state keeps sₜ
     with its ε, as the authors' ``exp_avg_var`` does.  ``nesterov=True`` uses Adam's
@@ -56,7 +64,8 @@ def scale_by_belief(
       nu_dtype: the storage dtype of s (default: the parameter's real dtype).
 
     Returns:
-      The transformation; its state is a :class:`ScaleByBeliefState`.
+      The transformation; its state is a
+      [`ScaleByBeliefState`][jopt.transforms.ScaleByBeliefState].
     """
     check(
         b1=b1,

@@ -36,9 +36,10 @@ _BRACKET, _ZOOM, _DONE = 0, 1, 2
 
 
 class LbfgsState(NamedTuple):
-    """The state of :func:`scale_by_lbfgs_step` (torch's names in brackets).
+    """The state of [`scale_by_lbfgs_step`][jopt.transforms.scale_by_lbfgs_step].
 
-    Vectors have ``n`` entries, the number of trained parameters, in the compute dtype.
+    torch's names are in brackets.  Vectors have ``n`` entries, the number of trained
+    parameters, in the compute dtype.
 
     Attributes:
       count: int32, iterations taken [``n_iter``]; the first uses the scaled step.
@@ -306,7 +307,7 @@ def strong_wolfe(
       value, grad: ``f(x)`` and ``∇f(x)``.
 
     Returns:
-      A :class:`LineSearchResult`.
+      A ``LineSearchResult``.
     """
     dtype = grad.dtype
     t0 = jnp.asarray(step_size, dtype)
@@ -414,9 +415,9 @@ def scale_by_lbfgs_step(
     1. Memory: the last step ``s = t·d`` and ``y = g − g_prev`` are stored when
        ``yᵀs > 1e-10`` (beyond ``history_size`` pairs the oldest goes), and
        ``γ = yᵀs / yᵀy``.
-    2. Direction: ``d = −H·g`` by :func:`two_loop` with ``H₀ = γ·I`` (``−g`` at first).
+    2. Direction: ``d = −H·g`` by ``two_loop`` with ``H₀ = γ·I`` (``−g`` at first).
     3. Step: from ``t₀ = min(1, 1/‖g‖₁)·η`` on the first iteration, ``η`` after,
-       :func:`strong_wolfe` on ``value_fn`` finds ``t``; ``line_search=None`` keeps
+       ``strong_wolfe`` on ``value_fn`` finds ``t``; ``line_search=None`` keeps
        ``t = t₀``.  The update is ``t·d``.
 
     Stopping, as torch's: when ``max|g| ≤ tolerance_grad`` the update is zero and the
@@ -445,7 +446,7 @@ def scale_by_lbfgs_step(
         test stops storing pairs once steps are small, which stalls long solves.
 
     Returns:
-      A transformation whose state is an :class:`LbfgsState`.
+      A transformation whose state is an [`LbfgsState`][jopt.transforms.LbfgsState].
     """
     check(
         learning_rate=learning_rate,

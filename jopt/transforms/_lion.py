@@ -15,7 +15,12 @@ __all__ = ["ScaleByLionState", "scale_by_lion"]
 
 
 class ScaleByLionState(NamedTuple):
-    """``count``: t; ``mu``: the momentum m (``exp_avg`` in lion-pytorch)."""
+    """The state of [`scale_by_lion`][jopt.transforms.scale_by_lion].
+
+    Attributes:
+      count: t, the number of updates, int32.
+      mu: the momentum m, shaped like the params (lion-pytorch's ``exp_avg``).
+    """
 
     count: jax.Array
     mu: Any
@@ -48,7 +53,8 @@ def scale_by_lion(
       smooth_beta: the slope of ``tanh`` in ``"smooth"`` mode, > 0.
 
     Returns:
-      The transformation; its state is a :class:`ScaleByLionState`.
+      The transformation; its state is a
+      [`ScaleByLionState`][jopt.transforms.ScaleByLionState].
     """
     check(b1=b1, b2=b2, mu_dtype=mu_dtype, smooth_beta=smooth_beta)
     check("scale_by_lion", mode=mode)

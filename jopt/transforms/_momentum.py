@@ -14,7 +14,12 @@ __all__ = ["TraceState", "trace"]
 
 
 class TraceState(NamedTuple):
-    """``trace``: the momentum buffer ``v`` (torch's ``momentum_buffer``)."""
+    """The state of [`trace`][jopt.transforms.trace].
+
+    Attributes:
+      trace: the momentum buffer ``v``, shaped like the params (torch's
+        ``momentum_buffer``).
+    """
 
     trace: Any
 
@@ -25,14 +30,18 @@ def trace(
     """Momentum (Polyak, 1964): ``v ← γ·v + g``, then ``u = v``.
 
     With ``nesterov=True`` the output is ``u = g + γ·v`` (Sutskever et al., 2013), the
-    look-ahead form of Nesterov's accelerated gradient; see :func:`jopt.nesterov`.
-    The buffer starts at zero, so the first step gives ``v = g``, as torch's buffer
-    initialised from the first gradient.  Same as ``optax.trace``.
+    look-ahead form of Nesterov's accelerated gradient; see
+    [`jopt.nesterov`][jopt.nesterov].  The buffer starts at zero, so the first step
+    gives ``v = g``, as torch's buffer initialised from the first gradient.  Same as
+    ``optax.trace``.
 
     Args:
       decay: γ, in [0, 1].
       nesterov: use the look-ahead output.
       accumulator_dtype: the buffer's storage dtype (default: the parameter's).
+
+    Returns:
+      The transformation; its state is a [`TraceState`][jopt.transforms.TraceState].
     """
     check(decay=decay, nesterov=nesterov, accumulator_dtype=accumulator_dtype)
 

@@ -30,9 +30,15 @@ __all__ = [
 
 
 def scale(factor: float | jax.Array) -> GradientTransformation:
-    """Multiply the updates by a constant: ``u = factor · g``.  No state.
+    """Multiply the updates by a constant: ``u = factor · g``.
 
     optax calls the argument ``step_size``; the computation is the same.
+
+    Args:
+      factor: a finite number or 0-d array.
+
+    Returns:
+      A stateless transformation (its state is ``EmptyState()``).
     """
     check(factor=factor)
 
@@ -48,7 +54,11 @@ def _scaled(updates: Any, factor: Any, params: Any = None) -> Any:
 
 
 class ScaleByScheduleState(NamedTuple):
-    """``count``: the number of updates applied so far (int32, saturating)."""
+    """The state of [`scale_by_schedule`][jopt.transforms.scale_by_schedule].
+
+    Attributes:
+      count: the number of updates applied so far, int32, saturating at 2³¹ − 1.
+    """
 
     count: jax.Array
 
@@ -60,8 +70,15 @@ def _count_state(params: Any) -> ScaleByScheduleState:
 def scale_by_schedule(step_size_fn: Schedule) -> GradientTransformation:
     """Multiply the updates by ``step_size_fn(t)``, where ``t`` counts the earlier updates.
 
-    The first update uses ``step_size_fn(0)``, as optax does, and as a torch
-    ``LRScheduler`` stepped once after every optimizer step.
+    ``u = step_size_fn(t) · g``.  The first update uses ``step_size_fn(0)``, as optax
+    does, and as a torch ``LRScheduler`` stepped once after every optimizer step.
+
+    Args:
+      step_size_fn: a schedule ``t -> factor``, called with an int32 count.
+
+    Returns:
+      The transformation; its state is a
+      [`ScaleByScheduleState`][jopt.transforms.ScaleByScheduleState].
     """
     check(step_size_fn=step_size_fn)
 
@@ -78,8 +95,15 @@ def scale_by_learning_rate(
 ) -> GradientTransformation:
     """Multiply by ``−η`` (``+η`` without ``flip_sign``): the step ``θ ← θ − η·u``.
 
-    ``learning_rate`` is a non-negative number, a 0-d array, or a schedule
-    ``step -> η`` (see :func:`scale_by_schedule` for which step it sees).
+    Args:
+      learning_rate: η >= 0, a number, a 0-d array, or a schedule ``step -> η`` (see
+        [`scale_by_schedule`][jopt.transforms.scale_by_schedule] for which step it
+        sees).
+      flip_sign: multiply by ``−η`` (descent) when true, by ``+η`` when false.
+
+    Returns:
+      A stateless transformation for a number; for a schedule, the transformation of
+      [`scale_by_schedule`][jopt.transforms.scale_by_schedule] (it counts steps).
     """
     check(learning_rate=learning_rate, flip_sign=flip_sign)
     sign = -1 if flip_sign else 1
@@ -89,7 +113,11 @@ def scale_by_learning_rate(
 
 
 class WeightDecayScheduleState(NamedTuple):
-    """``count``: the number of updates applied so far, for a scheduled weight decay."""
+    """The state of [`add_decayed_weights`][jopt.transforms.add_decayed_weights] with a scheduled λ.
+
+    Attributes:
+      count: the number of updates applied so far, int32, saturating.
+    """
 
     count: jax.Array
 
@@ -108,7 +136,13 @@ def add_decayed_weights(
         as optax's ``WeightDecaySchedule``).
       mask: a tree of bools with the structure of the params (or a prefix of it), or a
         function ``params -> tree of bools``: only the leaves where it is true decay;
-        the others get ``u = g``.  The state is then a :class:`jopt.MaskedState`.
+        the others get ``u = g``.
+
+    Returns:
+      The transformation.  Its state is ``EmptyState()`` for a number,
+      a [`WeightDecayScheduleState`][jopt.transforms.WeightDecayScheduleState] for a
+      schedule, and a [`jopt.MaskedState`][jopt.MaskedState] around either with a
+      ``mask``.
     """
     check(weight_decay=weight_decay)
     if mask is not None:
@@ -143,10 +177,16 @@ def _shrink_factor(size: jax.Array, limit) -> jax.Array:
 
 
 def clip(max_delta: float | jax.Array) -> GradientTransformation:
-    """Clip every entry: ``u = clip(g, −δ, δ)`` elementwise, with ``δ = max_delta >= 0``.
+    """Clip every entry: ``u = clip(g, −δ, δ)`` elementwise.
 
     A complex entry keeps its phase and has its magnitude clipped:
-    ``u = g · min(1, δ / |g|)``.  No state.
+    ``u = g · min(1, δ / |g|)``.
+
+    Args:
+      max_delta: δ >= 0.
+
+    Returns:
+      A stateless transformation.
     """
     check(max_delta=max_delta)
 
@@ -181,7 +221,13 @@ def clip_by_global_norm(max_norm: float | jax.Array) -> GradientTransformation:
     ``u = g · min(1, c / ‖g‖)`` with ``‖g‖ = √(Σ_leaves Σ |g|²)`` (torch's
     ``clip_grad_norm_`` with the 2-norm, without its ``1e-6`` in the denominator).
     Updates whose norm is at most ``c`` pass unchanged, an all-zero update included
-    (no ``0/0``).  ``c > 0``.  No state.
+    (no ``0/0``).  The norm is taken in at least float32.
+
+    Args:
+      max_norm: c > 0.
+
+    Returns:
+      A stateless transformation.
     """
     check(max_norm=max_norm)
 

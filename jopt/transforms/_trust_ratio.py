@@ -38,7 +38,7 @@ def _ratio(numerator, denominator, use):
 
 
 class ScaleByTrustRatioState(NamedTuple):
-    """No state."""
+    """The state of [`scale_by_trust_ratio`][jopt.transforms.scale_by_trust_ratio]: no fields."""
 
 
 def scale_by_trust_ratio(
@@ -56,6 +56,10 @@ def scale_by_trust_ratio(
       min_norm: the least value of either norm, >= 0 (0: no floor).
       trust_coefficient: c, >= 0.
       eps: added to the update's norm in the denominator, >= 0.
+
+    Returns:
+      The transformation; its state is an empty
+      [`ScaleByTrustRatioState`][jopt.transforms.ScaleByTrustRatioState].
     """
     check(min_norm=min_norm, trust_coefficient=trust_coefficient, eps=eps)
 
@@ -73,11 +77,16 @@ def scale_by_trust_ratio(
 
 
 class ScaleByLarsState(NamedTuple):
-    """No state (a constant weight decay)."""
+    """The state of [`scale_by_lars`][jopt.transforms.scale_by_lars], constant decay: no fields."""
 
 
 class ScaleByLarsScheduleState(NamedTuple):
-    """``count``: t; ``weight_decay``: λ of the latest update, ``schedule(t − 1)``."""
+    """The state of [`scale_by_lars`][jopt.transforms.scale_by_lars] with a scheduled weight decay.
+
+    Attributes:
+      count: t, the number of updates, int32.
+      weight_decay: β of the latest update, ``schedule(t − 1)``, a 0-d float.
+    """
 
     count: jax.Array
     weight_decay: jax.Array
@@ -97,7 +106,7 @@ def scale_by_lars(
     weight decay.  The denominator adds the two norms, as the paper does; optax's
     ``lars`` divides by the norm of the sum, ``‖g + β·θ‖``, instead (the two agree
     for β = 0).  The global learning rate and the momentum come after this block
-    (:func:`jopt.lars`).  Needs ``params``.
+    ([`jopt.lars`][jopt.lars]).  Needs ``params``.
 
     Args:
       trust_coefficient: η, >= 0.
@@ -106,8 +115,10 @@ def scale_by_lars(
       eps: added to the denominator, >= 0.
 
     Returns:
-      The transformation; its state is a :class:`ScaleByLarsState` (empty) or, for a
-      scheduled weight decay, a :class:`ScaleByLarsScheduleState`.
+      The transformation; its state is an empty
+      [`ScaleByLarsState`][jopt.transforms.ScaleByLarsState] or, for a scheduled
+      weight decay, a
+      [`ScaleByLarsScheduleState`][jopt.transforms.ScaleByLarsScheduleState].
     """
     check(trust_coefficient=trust_coefficient, weight_decay=weight_decay, eps=eps)
     scheduled = callable(weight_decay)

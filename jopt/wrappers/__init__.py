@@ -1,12 +1,16 @@
 """Wrappers: transformations that take a transformation.
 
-* :func:`partition`, :func:`masked`, :func:`freeze`: parameter groups.
-* :func:`skip_nonfinite`: skip the steps whose gradients hold a NaN or an infinity.
-* :func:`accumulate`: gradient accumulation over micro-batches.
-* :func:`reduce_on_plateau`: scale the updates down when the loss stops improving.
-* :func:`averaged`: SWA's equal average or an EMA of the parameters.
-* :func:`cautious`: drop the components of an update that move against the gradient.
-* :func:`lookahead`: Lookahead, with its slow weights in the state.
+* [`partition`][jopt.wrappers.partition], [`masked`][jopt.wrappers.masked],
+  [`freeze`][jopt.wrappers.freeze]: parameter groups.
+* [`skip_nonfinite`][jopt.wrappers.skip_nonfinite]: skip the steps whose gradients hold a NaN or an
+  infinity.
+* [`accumulate`][jopt.wrappers.accumulate]: gradient accumulation over micro-batches.
+* [`reduce_on_plateau`][jopt.wrappers.reduce_on_plateau]: scale the updates down when the loss stops
+  improving.
+* [`averaged`][jopt.wrappers.averaged]: SWA's equal average or an EMA of the parameters.
+* [`cautious`][jopt.wrappers.cautious]: drop the components of an update that move against the
+  gradient.
+* [`lookahead`][jopt.wrappers.lookahead]: Lookahead, with its slow weights in the state.
 """
 
 from jopt.wrappers._accumulate import *  # noqa: F403

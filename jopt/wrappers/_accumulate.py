@@ -33,7 +33,7 @@ def _mean(k: int) -> GradientTransformation:
 
 
 class AccumulateState(NamedTuple):
-    """The state of :func:`accumulate`.
+    """The state of [`accumulate`][jopt.wrappers.accumulate].
 
     Attributes:
       micro_step: int32 in ``[0, every_k)``, the micro-steps since the last inner update.
@@ -68,7 +68,7 @@ def accumulate(optimizer: GradientTransformation, every_k: int) -> GradientTrans
       every_k: the number of micro-steps per inner update, an integer ``>= 1``.
 
     Returns:
-      A transformation whose state is an :class:`AccumulateState`.
+      A transformation whose state is an [`AccumulateState`][jopt.wrappers.AccumulateState].
     """
     inner = _core._as_transformation(optimizer, "optimizer")
     k = checked("every_k", every_k)

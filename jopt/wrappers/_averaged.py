@@ -16,7 +16,7 @@ __all__ = ["AveragedState", "averaged", "averaged_params"]
 
 
 class AveragedState(NamedTuple):
-    """The state of :func:`averaged`.
+    """The state of [`averaged`][jopt.wrappers.averaged].
 
     Attributes:
       count: int32, the updates so far (saturating).
@@ -34,9 +34,15 @@ class AveragedState(NamedTuple):
 
 
 def averaged_params(state: Any) -> Any:
-    """The averaged parameters kept by the :func:`averaged` inside ``state``.
+    """The averaged parameters kept by the [`averaged`][jopt.wrappers.averaged] inside ``state``.
 
     Before the first averaged update they are the parameters ``init`` saw.
+
+    Args:
+      state: an optimizer state holding one ``AveragedState``, at any depth.
+
+    Returns:
+      The average, a tree like the params.
 
     Raises:
       ValueError: ``state`` holds no ``AveragedState``, or several.
@@ -60,8 +66,8 @@ def averaged(
 
     ``update`` runs ``inner``, and with ``θ' = apply_updates(θ, u)`` the parameters
     after this update (``θ`` the ``params`` passed in, ``u`` what ``inner`` returns:
-    exactly what :func:`jopt.apply_updates` will give), the average takes ``θ'`` after
-    update ``k`` when ``k > start_step`` and ``(k − start_step)`` is a multiple of
+    exactly what [`jopt.apply_updates`][jopt.apply_updates] will give), the average takes ``θ'``
+    after update ``k`` when ``k > start_step`` and ``(k − start_step)`` is a multiple of
     ``every``.  With ``n`` sets averaged so far, ``θ̄ ← θ'`` when ``n = 0`` (the first
     one is copied), else
 
@@ -74,7 +80,8 @@ def averaged(
     ``averaged`` must be the outermost transformation, so that ``u`` is the update the
     parameters receive: wrap the whole optimizer, schedule and clipping included.  The
     updates themselves pass through unchanged.  Read the average with
-    :func:`averaged_params`; pair SWA with the schedule :func:`jopt.schedules.swa`.
+    [`averaged_params`][jopt.wrappers.averaged_params]; pair SWA with the schedule
+    [`jopt.schedules.swa`][jopt.schedules.swa].
 
     Args:
       inner: the optimizer whose parameters are averaged (jopt's or optax's).
@@ -83,8 +90,8 @@ def averaged(
       every: updates between two averaged ones, an integer ``>= 1``.
 
     Returns:
-      A transformation whose state is an :class:`AveragedState`; its ``update`` needs
-      ``params``.
+      A transformation whose state is an [`AveragedState`][jopt.wrappers.AveragedState]; its
+      ``update`` needs ``params``.
 
     Raises:
       TypeError, ValueError: an argument has the wrong type or is out of range.

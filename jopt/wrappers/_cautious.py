@@ -33,9 +33,11 @@ def cautious(inner: GradientTransformation) -> GradientTransformation:
     ``inner`` proposes the update ``u`` (to be added to the parameters, jopt's and
     optax's convention) from the gradient ``g``.  For each leaf, the components where
     ``u`` and ``g`` have the same sign would raise the loss to first order; they are
-    set to 0 and the others are scaled by the inverse of the fraction kept::
+    set to 0 and the others are scaled by the inverse of the fraction kept:
 
-        φ = 𝟙(u ⊙ g < 0),   u ← u ⊙ φ / max(mean(φ), 10⁻³).
+    ```text
+    φ = 𝟙(u ⊙ g < 0),   u ← u ⊙ φ / max(mean(φ), 10⁻³).
+    ```
 
     The fraction is per leaf (per parameter tensor) with the floor 10⁻³, as in the
     authors' reference (C-Optim's ``c_adamw.py``); the paper's first version scaled by

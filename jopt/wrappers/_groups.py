@@ -45,7 +45,7 @@ def _per_leaf(prefix: Any, tree: Any, name: str) -> list[Any]:
 
     ``prefix`` has the structure of ``tree`` or of a prefix of it: ``{"head": True,
     "body": False}`` covers every leaf under ``"head"`` and ``"body"``.  A function
-    (see :func:`_is_function`) is called on ``tree`` first.  ``None`` in ``prefix``
+    (see ``_is_function``) is called on ``tree`` first.  ``None`` in ``prefix``
     stands for a ``None`` leaf.
     """
     if _is_function(prefix):
@@ -99,7 +99,12 @@ def _select(tree: Any, flags: list[bool]) -> Any:
 
 
 class PartitionState(NamedTuple):
-    """``inner_states``: ``label -> state`` of that label's transformation."""
+    """The state of [`partition`][jopt.wrappers.partition].
+
+    Attributes:
+      inner_states: ``label -> state`` of that label's transformation, which holds
+        state for that group's leaves only.
+    """
 
     inner_states: dict[Hashable, Any]
 
@@ -127,7 +132,7 @@ def partition(
         and shapes then).
 
     Returns:
-      A transformation whose state is a :class:`PartitionState`.
+      A transformation whose state is a [`PartitionState`][jopt.wrappers.PartitionState].
     """
     if not isinstance(transforms, Mapping) or not transforms:
         raise TypeError(
@@ -185,7 +190,11 @@ def partition(
 
 
 class MaskedState(NamedTuple):
-    """``inner_state``: the wrapped transformation's state, for the masked-in leaves only."""
+    """The state of [`masked`][jopt.wrappers.masked].
+
+    Attributes:
+      inner_state: the wrapped transformation's state, for the masked-in leaves only.
+    """
 
     inner_state: Any
 
@@ -196,7 +205,7 @@ def masked(optimizer: GradientTransformation, mask: Any) -> GradientTransformati
     The leaves where the mask is False keep their incoming updates unchanged (so,
     e.g., ``masked(add_decayed_weights(λ), mask)`` decays only the masked-in leaves)
     and get no state.  Masked-out *gradients* passed through to ``apply_updates``
-    would ascend: to hold those parameters still, add :func:`freeze` for them.
+    would ascend: to hold those parameters still, add [`freeze`][jopt.wrappers.freeze] for them.
 
     Args:
       optimizer: the transformation for the masked-in leaves (jopt's or optax's).
@@ -205,7 +214,7 @@ def masked(optimizer: GradientTransformation, mask: Any) -> GradientTransformati
         is given no params).
 
     Returns:
-      A transformation whose state is a :class:`MaskedState`.
+      A transformation whose state is a [`MaskedState`][jopt.wrappers.MaskedState].
     """
     inner = _core._as_transformation(optimizer, "optimizer")
 
@@ -234,9 +243,11 @@ def freeze(mask: Any) -> GradientTransformation:
 
     ``u = 0`` for frozen leaves, ``u = g`` otherwise; no state.  Used last in a chain,
     ``chain(optimizer, freeze(mask))``, it holds the frozen parameters still.  To also
-    keep no optimizer state for them, give the optimizer only the trainable leaves::
+    keep no optimizer state for them, give the optimizer only the trainable leaves:
 
-        jopt.partition({"train": jopt.adam(1e-3), "frozen": jopt.freeze(True)}, labels)
+    ```python
+    jopt.partition({"train": jopt.adam(1e-3), "frozen": jopt.freeze(True)}, labels)
+    ```
 
     Args:
       mask: a tree of bools with the structure of the params (or a prefix of it, so

@@ -16,7 +16,7 @@ __all__ = ["SlowWeightsState", "slow_params", "lookahead"]
 
 
 class SlowWeightsState(NamedTuple):
-    """The state of :func:`lookahead`.
+    """The state of [`lookahead`][jopt.wrappers.lookahead].
 
     Attributes:
       steps_since_sync: int32 in ``[0, sync_period)``, the updates since the last
@@ -33,10 +33,16 @@ class SlowWeightsState(NamedTuple):
 
 
 def slow_params(state: Any) -> Any:
-    """The slow weights φ kept by the :func:`lookahead` inside ``state``.
+    """The slow weights φ kept by the [`lookahead`][jopt.wrappers.lookahead] inside ``state``.
 
     Right after a synchronization they equal the parameters; in between they are the
     point the next synchronization starts from (Lookahead evaluates there).
+
+    Args:
+      state: an optimizer state holding one ``SlowWeightsState``, at any depth.
+
+    Returns:
+      φ, a tree like the params (``None`` at untrained leaves).
 
     Raises:
       ValueError: ``state`` holds no ``SlowWeightsState``, or several.
@@ -71,17 +77,19 @@ def lookahead(
 
     The parameters are the *fast* weights θ, trained by ``inner``; the state keeps
     the *slow* weights φ, which start at the initial parameters.  Every
-    ``k = sync_period`` updates, after ``inner``'s step::
+    ``k = sync_period`` updates, after ``inner``'s step:
 
-        φ ← φ + α·(θ − φ),   θ ← φ,
+    ```text
+    φ ← φ + α·(θ − φ),   θ ← φ,
+    ```
 
     so that the update returned that step is ``φ − θ_before``: the parameters land on
     the new slow weights, as in Algorithm 1 and pytorch-optimizer's ``Lookahead``
     (with ``pullback_momentum='none'``: ``inner``'s state carries on untouched).
     The other updates are ``inner``'s.  φ is computed in at least float32 and stored
     in the parameters' dtype; after a sync the parameters equal φ up to one rounding
-    of ``θ + (φ − θ)``.  Read φ with :func:`slow_params` (evaluate there between
-    syncs).  ``update`` needs ``params``.
+    of ``θ + (φ − θ)``.  Read φ with [`slow_params`][jopt.wrappers.slow_params] (evaluate there
+    between syncs).  ``update`` needs ``params``.
 
     The algorithm is optax's ``lookahead``; the layout is not: optax keeps the slow
     weights in the parameters (``LookaheadParams(fast, slow)``) and names the arguments
@@ -98,7 +106,7 @@ def lookahead(
         ``reset_state``.
 
     Returns:
-      A transformation whose state is a :class:`SlowWeightsState`.
+      A transformation whose state is a [`SlowWeightsState`][jopt.wrappers.SlowWeightsState].
     """
     inner = _core._as_transformation(inner, "inner")
     sync_period = checked("sync_period", sync_period)

@@ -17,7 +17,8 @@ __all__ = ["ReduceOnPlateauState", "plateau_scale", "reduce_on_plateau"]
 
 
 class ReduceOnPlateauState(NamedTuple):
-    """The state of :func:`reduce_on_plateau`, with torch's ``ReduceLROnPlateau`` names.
+    """The state of [`reduce_on_plateau`][jopt.wrappers.reduce_on_plateau], with torch's
+    ``ReduceLROnPlateau`` names.
 
     Attributes:
       scale: the factor on the updates, 1 at the start (torch's ``lr / initial lr``).
@@ -52,10 +53,17 @@ def find_state(state: Any, state_type: type, owner: str) -> Any:
 
 
 def plateau_scale(state: Any) -> jax.Array:
-    """The current scale of the :func:`reduce_on_plateau` inside ``state``.
+    """The current scale of the [`reduce_on_plateau`][jopt.wrappers.reduce_on_plateau] inside
+    ``state``.
 
     Multiply it by the base learning rate to get the learning rate in effect, the
     number torch's ``ReduceLROnPlateau`` would report.
+
+    Args:
+      state: an optimizer state holding one ``ReduceOnPlateauState``, at any depth.
+
+    Returns:
+      The scale, a 0-d float array (1 until the first reduction).
 
     Raises:
       ValueError: ``state`` holds no ``ReduceOnPlateauState``, or several.
@@ -119,8 +127,9 @@ def reduce_on_plateau(
       eps: the smallest reduction of the scale that is applied, ``>= 0``.
 
     Returns:
-      A transformation whose state is a :class:`ReduceOnPlateauState`; its ``update``
-      needs ``value=`` (a real scalar).  Read the scale with :func:`plateau_scale`.
+      A transformation whose state is a
+      [`ReduceOnPlateauState`][jopt.wrappers.ReduceOnPlateauState]; its ``update`` needs ``value=``
+      (a real scalar).  Read the scale with [`plateau_scale`][jopt.wrappers.plateau_scale].
 
     Raises:
       TypeError, ValueError: an argument has the wrong type or is out of range.

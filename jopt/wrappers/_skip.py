@@ -18,7 +18,7 @@ __all__ = ["SkipNonfiniteState", "skip_nonfinite"]
 
 
 class SkipNonfiniteState(NamedTuple):
-    """The state of :func:`skip_nonfinite`.
+    """The state of [`skip_nonfinite`][jopt.wrappers.skip_nonfinite].
 
     Attributes:
       inner_state: the wrapped optimizer's state, untouched by skipped steps.
@@ -64,7 +64,7 @@ def skip_nonfinite(
       max_consecutive: ``None`` (skip every non-finite step) or an integer ``>= 0``.
 
     Returns:
-      A transformation whose state is a :class:`SkipNonfiniteState`.
+      A transformation whose state is a [`SkipNonfiniteState`][jopt.wrappers.SkipNonfiniteState].
     """
     inner = _core._as_transformation(optimizer, "skip_nonfinite: optimizer")
     if max_consecutive is not None:
