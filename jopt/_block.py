@@ -179,7 +179,7 @@ def _view_dtype(compute, stored: jax.Array):
 
 
 class _Block:
-    """The configuration of one :func:`block`, with its ``init``, ``update`` and leaf step."""
+    """One [`block`][jopt.block]'s configuration, with its ``init``, ``update`` and leaf step."""
 
     def __init__(self, state_type, rule, needs_params, step, fields):
         names = state_type._fields

@@ -355,7 +355,7 @@ class PerLeaf(Spec):
     a prefix of it (``{"blocks": 1, "embed": 0}``); or a function ``params -> such a
     tree``.  A single value and the leaves of a tree are checked now (named
     ``name['key']...`` for a tree); a function's values when it is called, by whoever
-    calls it, with :func:`jopt._validation.checked` and the leaf's path.  ``optional``:
+    calls it, with ``jopt._validation.checked`` and the leaf's path.  ``optional``:
     ``None`` (the whole argument) is accepted.
     """
 

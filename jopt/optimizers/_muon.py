@@ -50,23 +50,23 @@ def muon(
         ``B ← μ·B + (1 − μ)·G``,  ``M = (1 − μ)·G + μ·B`` (Nesterov) or ``B``,
         ``O = NS(M)``,  ``W ← W − η·λ·W − η·s·O``
 
-    where ``NS`` is :func:`jopt.newton_schulz`'s orthogonalization (``ns_steps``
+    where ``NS`` is [`jopt.newton_schulz`][jopt.newton_schulz]'s orthogonalization (``ns_steps``
     steps of the polynomial ``ns_coefficients``, after dividing by
     ``max(‖M‖_F, eps)``) and ``s`` the shape's factor: ``√max(1, fan_out/fan_in)``
     for ``adjust_lr_fn=None`` or ``"original"``, ``0.2·√max(fan_in, fan_out)`` for
     ``"match_rms_adamw"`` (Liu et al., 2025, "Muon is Scalable for LLM Training": an
     update RMS like AdamW's, so the two share learning rate and weight decay).  Every
-    other leaf takes :func:`jopt.adamw`'s step with the ``adam_*`` settings; the
+    other leaf takes [`jopt.adamw`][jopt.adamw]'s step with the ``adam_*`` settings; the
     defaults are torch's ``AdamW`` (β = (0.9, 0.999), ε = 1e-8) with
     ``adam_learning_rate`` and ``adam_weight_decay`` following ``learning_rate`` and
     ``weight_decay`` when ``None``.
 
-    Which leaves are matrices: by default every real leaf with at least two axes after
-    its stack axes (:func:`jopt.muon_labels`).  The Muon papers give the embeddings and the
-    output head to AdamW: pass ``labels`` (see ``docs/porting.md``).  Convolution
-    kernels are matrices of their flattened input axes: HWIO is ``(H·W·I, O)``.
-    Layers stacked for a ``scan`` carry ``stack_axes`` leading axes, orthogonalized
-    layer by layer; their stacked biases and norms (2-d then) are vectors under it.
+    Which leaves are matrices: by default every real leaf with at least two axes after its stack
+    axes ([`jopt.muon_labels`][jopt.muon_labels]).  The Muon papers give the embeddings and the
+    output head to AdamW: pass ``labels`` (see ``docs/porting.md``).  Convolution kernels are
+    matrices of their flattened input axes: HWIO is ``(H·W·I, O)``. Layers stacked for a ``scan``
+    carry ``stack_axes`` leading axes, orthogonalized layer by layer; their stacked biases and norms
+    (2-d then) are vectors under it.
 
     Args:
       learning_rate: η for the matrices (a number or a schedule ``step -> η``).
@@ -94,10 +94,9 @@ def muon(
       nu_dtype: storage dtype of AdamW's second moment.
 
     Returns:
-      ``jopt.partition({"muon": …, "adam": …}, labels)``.  State: the ``"muon"`` group
-      holds an :class:`jopt.EmaMomentumState` (``mu``: torch's ``momentum_buffer``;
-      left out for a literal ``momentum=0``), the ``"adam"`` group AdamW's
-      ``ScaleByAdamState``.
+      ``jopt.partition({"muon": …, "adam": …}, labels)``.  State: the ``"muon"`` group holds an
+      [`jopt.EmaMomentumState`][jopt.EmaMomentumState] (``mu``: torch's ``momentum_buffer``; left
+      out for a literal ``momentum=0``), the ``"adam"`` group AdamW's ``ScaleByAdamState``.
     """
     check(
         learning_rate=learning_rate,

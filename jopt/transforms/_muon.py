@@ -5,12 +5,14 @@ replaces each weight matrix's update by the nearest semi-orthogonal matrix, comp
 approximately by a Newton–Schulz iteration; Liu et al. (2025, "Muon is Scalable for
 LLM Training") add weight decay and an update scale matched to AdamW's.  Two blocks:
 
-* :func:`ema_momentum`: ``m ← μ·m + (1 − μ)·g``, with Nesterov's look-ahead;
-* :func:`scale_by_newton_schulz`: each leaf viewed as matrices (or a stack of them),
-  orthogonalized by :func:`newton_schulz` and scaled for its shape.
+* [`ema_momentum`][jopt.transforms.ema_momentum]: ``m ← μ·m + (1 − μ)·g``, with
+  Nesterov's look-ahead;
+* [`scale_by_newton_schulz`][jopt.transforms.scale_by_newton_schulz]: each leaf viewed
+  as matrices (or a stack of them), orthogonalized by
+  [`newton_schulz`][jopt.transforms.newton_schulz] and scaled for its shape.
 
-:func:`newton_schulz` works on one matrix (or a batch of them) and knows nothing of
-trees, so it can run wherever a whole matrix is gathered.
+[`newton_schulz`][jopt.transforms.newton_schulz] works on one matrix (or a batch of them) and knows
+nothing of trees, so it can run wherever a whole matrix is gathered.
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ def ema_momentum(
     """Momentum as an exponential moving average, Muon's (torch's ``lerp``).
 
     ``m ← μ·m + (1 − μ)·g``; the update is ``m``, or with ``nesterov`` the look-ahead
-    ``(1 − μ)·g + μ·m``.  Unlike :func:`jopt.trace` (``m ← μ·m + g``), the buffer is an
+    ``(1 − μ)·g + μ·m``.  Unlike [`jopt.trace`][jopt.trace] (``m ← μ·m + g``), the buffer is an
     average, so its scale is the gradient's.  ``mu_dtype`` is the buffer's storage
     dtype (default: the parameter's).
     """
@@ -252,10 +254,10 @@ def scale_by_newton_schulz(
 ) -> GradientTransformation:
     """Orthogonalize each leaf's update as matrices, and scale it for the shape.
 
-    ``u = s · NS(G)``: ``G`` is the leaf read as matrices (see ``stack_axes`` and
-    ``layout``), ``NS`` is :func:`newton_schulz` and ``s`` is the factor of
-    ``adjust_lr_fn`` for the matrix's (fan_in, fan_out).  Muon's direction
-    (Jordan et al., 2024) when it follows :func:`ema_momentum`.  No state.
+    ``u = s · NS(G)``: ``G`` is the leaf read as matrices (see ``stack_axes`` and ``layout``),
+    ``NS`` is [`newton_schulz`][jopt.transforms.newton_schulz] and ``s`` is the factor of
+    ``adjust_lr_fn`` for the matrix's (fan_in, fan_out).  Muon's direction (Jordan et al., 2024)
+    when it follows [`ema_momentum`][jopt.transforms.ema_momentum].  No state.
 
     Args:
       ns_coefficients: (a, b, c) of the iteration.
@@ -309,7 +311,7 @@ def scale_by_newton_schulz(
 
 
 def muon_labels(params: Any, *, labels: Any = None, stack_axes: Any = 0) -> Any:
-    """The group of each leaf under :func:`jopt.muon`: ``"muon"``, ``"adam"``, or ``None``.
+    """The group of each leaf under [`jopt.muon`][jopt.muon]: ``"muon"``, ``"adam"``, or ``None``.
 
     Without ``labels``, a real leaf with at least two axes after its stack axes is
     ``"muon"``; every other trainable leaf (vectors, scalars, complex leaves) is
