@@ -5,10 +5,11 @@ arrays; this module only answers *where the state should live*.
 
 **State follows the params.**  ``optimizer.init(params)`` called eagerly on sharded
 params returns per-parameter state leaves (moments, accumulators, momentum buffers)
-with their parameter's sharding, and 0-d leaves (step counts) replicated on the
-params' mesh.  Under ``jax.jit`` the output layout is the compiler's choice unless it
-is given: ``jax.jit(optimizer.init)(params)`` may return replicated state.  Pass
-:func:`state_shardings` as ``out_shardings`` to pin it.
+with their parameter's sharding (statistics reduced to size 1 along some axes, such
+as Adafactor's factors: unsharded along those), and 0-d leaves (step counts)
+replicated on the params' mesh.  Under ``jax.jit`` the output layout is the
+compiler's choice unless it is given: ``jax.jit(optimizer.init)(params)`` may return
+replicated state.  Pass :func:`state_shardings` as ``out_shardings`` to pin it.
 
 **ZeRO stage 1** (Rajbhandari et al., 2020).  In plain data parallelism every device
 keeps a full copy of the params and of the state, so Adam's two moments cost each
@@ -51,7 +52,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import AbstractMesh, Mesh, NamedSharding, PartitionSpec, Sharding
 
-from jopt import _numerics
+from jopt import _numerics, _placement
 
 PyTree = Any
 
@@ -94,10 +95,10 @@ def _param_leaves(params: PyTree, caller: str):
 def _is_state_of(subtree: PyTree, param_leaves: list, param_def) -> list | None:
     """The state leaves of ``subtree`` if it is a per-parameter state tree, else ``None``.
 
-    A per-parameter state tree (what ``Field.zeros()`` builds) has the
-    params' structure, a floating leaf of the parameter's shape for trainable
-    parameters (or ``None``) and ``None`` for the others.  Integer leaves such as step
-    counts never match, even when a parameter is 0-d.
+    A per-parameter state tree (what ``Field.zeros()`` builds) has the params'
+    structure, a floating leaf of the parameter's shape (or of it reduced to 1 on some
+    axes) for trainable parameters (or ``None``) and ``None`` for the others.  Integer
+    leaves such as step counts never match, even when a parameter is 0-d.
     """
     leaves, treedef = jax.tree_util.tree_flatten(subtree, is_leaf=_numerics.is_none)
     if treedef != param_def:
@@ -108,7 +109,7 @@ def _is_state_of(subtree: PyTree, param_leaves: list, param_def) -> list | None:
             continue
         if not _numerics.is_trainable(param) or not jnp.issubdtype(leaf.dtype, jnp.inexact):
             return None
-        if tuple(leaf.shape) != tuple(np.shape(param)):
+        if not _placement.fits_param(leaf.shape, np.shape(param)):
             return None
         matched = True
     return leaves if matched else None
@@ -232,6 +233,10 @@ def state_shardings(optimizer, params: PyTree, mesh: Mesh | None = None) -> PyTr
     values = []
     for leaf in state_leaves:
         sharding = None if leaf.param is None else param_shardings[leaf.param]
+        if sharding is not None:
+            sharding = _placement.reduced_sharding(
+                sharding, leaf.shape, np.shape(param_leaves[leaf.param])
+            )
         values.append(replicated if sharding is None else sharding)
     return _fill(index_tree, values)
 
@@ -454,10 +459,15 @@ def zero_shardings(
 
     shardings, report_leaves = [], []
     for leaf in state_leaves:
-        if leaf.param is not None:
+        param_shape = None if leaf.param is None else np.shape(param_leaves[leaf.param])
+        if param_shape == leaf.shape:
             spec, dim, reason = param_specs[leaf.param]
-        else:
-            spec, dim, reason = _zero_spec(leaf.shape, PartitionSpec(), axis, mesh)
+        else:  # not a parameter's, or reduced from one: split where it can be
+            base = PartitionSpec()
+            if param_shape is not None:
+                param_sharding = NamedSharding(mesh, param_specs[leaf.param][0])
+                base = _placement.reduced_sharding(param_sharding, leaf.shape, param_shape).spec
+            spec, dim, reason = _zero_spec(leaf.shape, base, axis, mesh)
         shardings.append(NamedSharding(mesh, spec))
         nbytes = math.prod(leaf.shape) * leaf.dtype.itemsize
         report_leaves.append(

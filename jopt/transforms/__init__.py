@@ -16,9 +16,29 @@ from jopt.transforms._adam import *  # noqa: F403
 from jopt.transforms._adam import __all__ as _adam
 from jopt.transforms._adaptive import *  # noqa: F403
 from jopt.transforms._adaptive import __all__ as _adaptive
+from jopt.transforms._asgd import *  # noqa: F403
+from jopt.transforms._asgd import __all__ as _asgd
+from jopt.transforms._factored import *  # noqa: F403
+from jopt.transforms._factored import __all__ as _factored
 from jopt.transforms._momentum import *  # noqa: F403
 from jopt.transforms._momentum import __all__ as _momentum
+from jopt.transforms._nadam import *  # noqa: F403
+from jopt.transforms._nadam import __all__ as _nadam
+from jopt.transforms._rectified import *  # noqa: F403
+from jopt.transforms._rectified import __all__ as _rectified
+from jopt.transforms._rprop import *  # noqa: F403
+from jopt.transforms._rprop import __all__ as _rprop
 from jopt.transforms._scaling import *  # noqa: F403
 from jopt.transforms._scaling import __all__ as _scaling
 
-__all__ = [*_scaling, *_momentum, *_adaptive, *_adam]
+__all__ = [
+    *_scaling,
+    *_momentum,
+    *_adaptive,
+    *_adam,
+    *_nadam,
+    *_rectified,
+    *_rprop,
+    *_asgd,
+    *_factored,
+]
