@@ -26,7 +26,7 @@ from references import PROPERTY_RANGES, REFERENCES
 from support import extra_args
 
 import jopt
-from jopt._validation import VOCABULARY, Choice, DType, Flag, Integer, Real
+from jopt._validation import VOCABULARY, Choice, DType, Flag, Integer, Items, Real
 
 EXAMPLES = 4
 
@@ -75,17 +75,22 @@ def _is_spec(x):
     return x is None or (isinstance(x, tuple) and len(x) == 2 and isinstance(x[0], str))
 
 
-def _materialize(spec, rng: np.random.Generator, scale: float = 1.0, zero: bool = False):
+def _materialize(
+    spec, rng: np.random.Generator, scale: float = 1.0, zero: bool = False, real: bool = False
+):
     """Arrays for a tree spec: normal(0, scale) floats (complex: both parts), small ints.
 
     ``spec`` is a tree spec and an anchor leaf spec; the tree is put under a dict key
-    (a bare ``None`` tree would read as "no params"), next to the anchor leaf.
+    (a bare ``None`` tree would read as "no params"), next to the anchor leaf.  With
+    ``real`` (an optimizer that refuses complex parameters) complex leaves are float32.
     """
 
     def leaf(s):
         if s is None:
             return None
         dtype, shape = s
+        if real and dtype == "complex64":
+            dtype = "float32"
         if dtype == "bool":
             return jnp.asarray(rng.integers(0, 2, size=shape).astype(bool))
         if dtype == "int32":
@@ -118,11 +123,16 @@ def _grads_like(params, rng, scale, zero=False):
 # --- optimizers with drawn hyperparameters ----------------------------------------------
 
 
-def _strategy(name: str, default):
-    """Values for one hyperparameter, from its vocabulary entry (or PROPERTY_RANGES)."""
-    if name in PROPERTY_RANGES:
+def _strategy(name: str, default, owner: str = ""):
+    """Values for one hyperparameter, from its vocabulary entry (the owner's own entry
+    first, as the factory looks it up) or from PROPERTY_RANGES."""
+    spec = VOCABULARY.get(f"{owner}.{name}")
+    if spec is None and name in PROPERTY_RANGES:
         return st.floats(*PROPERTY_RANGES[name])
-    spec = VOCABULARY[name]
+    return _spec_strategy(spec or VOCABULARY[name], name)
+
+
+def _spec_strategy(spec, name: str):
     if isinstance(spec, Flag):
         return st.booleans()
     if isinstance(spec, DType):
@@ -130,12 +140,15 @@ def _strategy(name: str, default):
     if isinstance(spec, Real):
         low = spec.low if np.isfinite(spec.low) else -1.0
         high = min(spec.high, low + 1.0)
-        return st.floats(low, high - 0.01 if spec.high_open else high)
+        values = st.floats(low, high - 0.01 if spec.high_open else high, exclude_min=spec.low_open)
+        return st.one_of(st.none(), values) if spec.optional else values
     if isinstance(spec, Integer):
         low = spec.low if spec.low is not None else 0
         return st.integers(low, low + 5)
     if isinstance(spec, Choice):
         return st.sampled_from(spec.options)
+    if isinstance(spec, Items):
+        return st.tuples(*(_spec_strategy(item, name) for item in spec.items))
     raise AssertionError(f"no strategy for {name}: add a range to PROPERTY_RANGES")
 
 
@@ -145,9 +158,11 @@ def _config(draw, name: str, with_decay: bool):
     (Nesterov without momentum) is rejected.  ``with_decay=False`` pins weight decay
     to 0 (AdamW's default is not 0)."""
     reference = REFERENCES[name]
-    kwargs = {arg: draw(_strategy(arg, default)) for arg, default in reference.defaults().items()}
-    if "weight_decay" in kwargs and not with_decay:
-        kwargs["weight_decay"] = 0.0
+    kwargs = {
+        arg: draw(_strategy(arg, default, name)) for arg, default in reference.defaults().items()
+    }
+    if not with_decay:
+        kwargs.update({arg: 0.0 for arg in reference.decay_arguments if arg in kwargs})
     try:
         reference.rule(**kwargs)
     except ValueError:
@@ -158,7 +173,7 @@ def _config(draw, name: str, with_decay: bool):
 def test_every_hyperparameter_has_a_strategy():
     for name, reference in REFERENCES.items():
         for arg, default in reference.defaults().items():
-            assert _strategy(arg, default) is not None, (name, arg)
+            assert _strategy(arg, default, name) is not None, (name, arg)
 
 
 def _structure(tree):
@@ -195,7 +210,7 @@ def test_update_preserves_structure_dtypes_and_finiteness(name):
     def check(spec, kwargs, seed):
         rng = np.random.default_rng(seed)
         optimizer = getattr(jopt, name)(**kwargs)
-        params = _materialize(spec, rng)
+        params = _materialize(spec, rng, real=not REFERENCES[name].complex_leaves)
         state = optimizer.init(params)
         state_structure, state_dtypes = _structure(state), _dtypes(state)
         for _ in range(STEPS):
@@ -234,7 +249,7 @@ def test_zero_gradient_leaves_undecayed_params_unchanged(name):
     def check(spec, kwargs, seed):
         rng = np.random.default_rng(seed)
         optimizer = getattr(jopt, name)(**kwargs)
-        params = _materialize(spec, rng)
+        params = _materialize(spec, rng, real=not REFERENCES[name].complex_leaves)
         state = optimizer.init(params)
         new_params = params
         for _ in range(STEPS):

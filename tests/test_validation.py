@@ -26,7 +26,17 @@ from references import REFERENCES
 from support import extra_args, returns_transformation
 
 import jopt
-from jopt._validation import VOCABULARY, Choice, DType, Flag, Function, Integer, Real, Spec
+from jopt._validation import (
+    VOCABULARY,
+    Choice,
+    DType,
+    Flag,
+    Function,
+    Integer,
+    Items,
+    Real,
+    Spec,
+)
 
 NAN, INF = float("nan"), float("inf")
 
@@ -79,6 +89,14 @@ def good_values(spec: Spec) -> list:
         return list(spec.options)
     if isinstance(spec, Function):
         return [lambda *args: 0.0]
+    if isinstance(spec, Items):
+        # Each entry takes each of its good values, the others a middle one; as a
+        # tuple, and once as a list.
+        base = [good_values(item)[0] for item in spec.items]
+        values = [tuple(base), list(base)]
+        for i, item in enumerate(spec.items):
+            values += [tuple(base[:i] + [v] + base[i + 1 :]) for v in good_values(item)[1:]]
+        return values
     raise AssertionError(f"no good values for {spec}")
 
 
@@ -108,6 +126,13 @@ def bad_values(spec: Spec) -> list[tuple]:
         return [(1, TypeError), ("no such option", ValueError)]
     if isinstance(spec, Function):
         return [(1, TypeError)]
+    if isinstance(spec, Items):
+        # Not a sequence, the wrong length, and each entry's bad values in its place.
+        base = [good_values(item)[0] for item in spec.items]
+        bad = [(0.5, TypeError), ("ab", TypeError), (tuple(base[:-1]), ValueError)]
+        for i, item in enumerate(spec.items):
+            bad += [(tuple(base[:i] + [v] + base[i + 1 :]), e) for v, e in bad_values(item)]
+        return bad
     raise AssertionError(f"no bad values for {spec}")
 
 

@@ -26,6 +26,7 @@ from jopt.optimizers._lecture import (
     rmsprop,
     sgd,
 )
+from jopt.optimizers._torch import adafactor, asgd, nadam, radam, rprop
 
 # (name, factory, demo learning rate).  The papers' defaults for the adaptive methods,
 # 0.1 for SGD, and momentum and Nesterov at 0.01 with γ = 0.9: the same effective step
@@ -40,6 +41,11 @@ _REGISTRY: tuple[tuple[str, Callable[..., GradientTransformation], float], ...] 
     ("adam", adam, 1e-3),
     ("adamax", adamax, 2e-3),
     ("adamw", adamw, 1e-3),
+    ("nadam", nadam, 2e-3),
+    ("radam", radam, 1e-3),
+    ("asgd", asgd, 1e-2),
+    ("rprop", rprop, 1e-2),
+    ("adafactor", adafactor, 1e-2),
 )
 
 ALL: Mapping[str, Callable[..., GradientTransformation]] = MappingProxyType(
