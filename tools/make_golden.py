@@ -240,6 +240,19 @@ CONFIGS: dict[str, tuple] = {
         {"lr": 0.02, "beta2_decay": -0.6, "eps": (1e-20, 1e-2), "d": 1.5, "weight_decay": 0.05},
         None,
     ),
+    # A learning rate that changes: it enters ASGD's ηₜ and Adafactor's ρₜ and weight
+    # decay, and Rprop reads it only once.
+    "asgd_steplr": (
+        "ASGD",
+        {"lr": 0.05, "lambd": 1e-2, "t0": 10.0},
+        ("StepLR", {"step_size": 10, "gamma": 0.7}),
+    ),
+    "adafactor_cosine": (
+        "Adafactor",
+        {"lr": 0.02, "weight_decay": 0.05},
+        ("CosineAnnealingLR", {"T_max": 100, "eta_min": 1e-3}),
+    ),
+    "rprop_steplr": ("Rprop", {"lr": 0.01}, ("StepLR", {"step_size": 10, "gamma": 0.5})),
     # A 3-d leaf: one factorization per leading index.
     "adafactor_3d": (
         "Adafactor",
