@@ -73,6 +73,16 @@ def test_adafactor_state_is_linear_in_the_sides_of_a_large_matrix():
     assert nbytes == 4 * (8192 + 4096) + 2 * 4
 
 
+def test_benchmark_row_counts_adafactor_state_from_the_shapes():
+    # The row of benchmarks/torch_optim.py on the transformer tree (eval_shape only).
+    from benchmarks import shapes, torch_optim
+
+    tree = shapes.transformer()
+    expected = 2 * 4 + sum(_factored_bytes(s, jnp.float32) for s in tree.leaves.values())
+    assert torch_optim.jopt_state_bytes("adafactor", tree) == expected
+    assert torch_optim.jopt_state_bytes("adam", tree) == 4 + 2 * 4 * tree.n_params
+
+
 @pytest.mark.float64
 def test_adafactor_on_a_3d_leaf_follows_the_reference(rng):
     # The generic suite's tree has a matrix and a 0-d leaf; here a stacked (2, 3, 4) leaf
