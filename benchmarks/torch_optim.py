@@ -15,7 +15,8 @@ row is timed, both libraries take three equal steps on a small tree and their
 parameters are compared, so a row never times two different algorithms.
 
 Results go to ``benchmarks/results/torch_optim_<platform>.json`` and ``.md``
-(``--out`` elsewhere, ``--no-save`` to print only).
+(``--out`` elsewhere, ``--no-save`` to print only; ``--threads N`` pins both libraries
+to N CPUs and adds ``_threadsN`` to the name).
 """
 
 from __future__ import annotations
@@ -230,6 +231,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--instances", type=int, default=3)
     parser.add_argument("--batch-seconds", type=float, default=0.1)
+    parser.add_argument(
+        "--threads", type=int, default=None, help="pin the run to this many CPUs (default: all)"
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--no-save", action="store_true")
     args = parser.parse_args(argv)
@@ -244,8 +248,11 @@ def main(argv=None) -> dict[str, Any]:
     args = parse_args(argv)
     if not systems.torch_available():
         sys.exit("benchmarks.torch_optim compares with torch.optim: install torch")
+    threads = harness._pin_threads(args.threads)  # before JAX starts
     import jax
     import torch
+
+    torch.set_num_threads(threads)
 
     shapes = SHAPES[args.shape](args.quick)
     before = load()
@@ -255,7 +262,7 @@ def main(argv=None) -> dict[str, Any]:
         print(f"{name}: jopt/{TORCH} {rows[-1][f'jopt/{TORCH}']['median']:.2f}", file=sys.stderr)
     results = {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": machine_info(torch.get_num_threads(), "cpu"),
+        "machine": machine_info(threads, "cpu"),
         "load": {"before": before, "after": load()},
         "config": {
             "shape": args.shape,
@@ -275,6 +282,7 @@ def main(argv=None) -> dict[str, Any]:
     if not args.no_save:
         args.out.mkdir(parents=True, exist_ok=True)
         stem = f"torch_optim_{jax.devices()[0].platform}" + ("_quick" if args.quick else "")
+        stem += f"_threads{args.threads}" if args.threads else ""
         (args.out / f"{stem}.json").write_text(json.dumps(results, indent=1) + "\n")
         (args.out / f"{stem}.md").write_text(text)
     return results

@@ -71,9 +71,12 @@ def scale_by_asgd(
         return learning_rate(count) if callable(learning_rate) else learning_rate
 
     def rule(g, s, p):
-        new_p = p - s.eta * (g + lambd * p)
+        u = -s.eta * (g + lambd * p)
+        # θ + u as apply_updates forms it: the average takes the parameters the caller
+        # gets, and under jit the two sums are one (no buffer for a second θ').
+        new_p = p + u
         ax = jnp.where(s.avg_weight == 1, new_p, s.ax + s.avg_weight * (new_p - s.ax))
-        return new_p - p, s._replace(ax=ax)
+        return u, s._replace(ax=ax)
 
     inner = block(
         ScaleByAsgdState,
