@@ -77,3 +77,25 @@ def scalar_like(params: PyTree, value: Any, dtype) -> jax.Array:
             # make_array_from_callback also works when the mesh spans several hosts.
             return jax.make_array_from_callback((), replicated, lambda _: scalar)
     return jnp.asarray(scalar)
+
+
+def fits_param(shape, param_shape) -> bool:
+    """Whether a state leaf of ``shape`` belongs to a parameter of ``param_shape``: the
+    same shape, or the same with axes reduced to size 1 (a statistic kept with
+    ``keepdims=True``, such as Adafactor's row and column factors)."""
+    shape, param_shape = tuple(shape), tuple(param_shape)
+    return len(shape) == len(param_shape) and all(
+        n in (m, 1) for n, m in zip(shape, param_shape, strict=True)
+    )
+
+
+def reduced_sharding(sharding, shape, param_shape):
+    """The layout of a state leaf of ``shape`` reduced from a parameter laid out by
+    ``sharding``: the same ``NamedSharding``, unsharded on the axes reduced to 1."""
+    if tuple(shape) == tuple(param_shape) or not isinstance(sharding, jax.sharding.NamedSharding):
+        return sharding
+    spec = list(sharding.spec) + [None] * (len(shape) - len(sharding.spec))
+    kept = [e if n == m else None for e, n, m in zip(spec, shape, param_shape, strict=True)]
+    while kept and kept[-1] is None:  # the form XLA gives back: P("data"), not P("data", None)
+        kept.pop()
+    return jax.sharding.NamedSharding(sharding.mesh, jax.sharding.PartitionSpec(*kept))

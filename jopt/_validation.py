@@ -72,6 +72,8 @@ _DECAY = Real(0.0, 1.0, high_open=True)
 _FLAG = Flag()
 _COUNT = Integer(low=0)
 _STEPS = Integer(low=1)
+# Adafactor's (ε₁, ε₂): ε₁ None means the machine epsilon.
+_ADAFACTOR_EPS = Items((Real(low=0.0, optional=True), _NON_NEGATIVE))
 
 VOCABULARY: Mapping[str, Spec] = MappingProxyType(
     {
@@ -94,7 +96,7 @@ VOCABULARY: Mapping[str, Spec] = MappingProxyType(
         "max_norm": _POSITIVE,
         "momentum_decay": _NON_NEGATIVE,
         "beta2_decay": Real(high=0.0),
-        "d": _NON_NEGATIVE,
+        "d": Real(low=1.0),
         "ns_steps": _COUNT,
         "history_size": _STEPS,
         "tolerance_grad": _NON_NEGATIVE,
@@ -132,6 +134,10 @@ VOCABULARY: Mapping[str, Spec] = MappingProxyType(
         "scale_by_ademamix.b3": Real(0.0, 1.0, high_open=True, schedule=True),
         "scale_by_ademamix.alpha": Real(low=0.0, schedule=True),
         "clip_value_fn": Function(),
+        "etas": Items((Real(0.0, 1.0, low_open=True, high_open=True), Real(1.0, low_open=True))),
+        "step_sizes": Items((_NON_NEGATIVE, _NON_NEGATIVE)),
+        "adafactor.eps": _ADAFACTOR_EPS,
+        "scale_by_adafactor.eps": _ADAFACTOR_EPS,
         # --- flags and dtypes
         "nesterov": _FLAG,
         "amsgrad": _FLAG,
@@ -147,6 +153,8 @@ VOCABULARY: Mapping[str, Spec] = MappingProxyType(
         "safeguard_warmup": _FLAG,
         "precondition_1d": _FLAG,
         "use_clipping": _FLAG,
+        "eps_before_correction": _FLAG,
+        "strict_threshold": _FLAG,
         "mu_dtype": DType(),
         "nu_dtype": DType(),
         "accumulator_dtype": DType(),

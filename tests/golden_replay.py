@@ -70,7 +70,14 @@ def mlp_tanh_v1_loss(params, x, y):
     return jnp.mean((pred - y) ** 2)
 
 
-LOSSES = {"mlp_tanh_v1": mlp_tanh_v1_loss}
+def mlp_tanh_stacked_v1_loss(params, x, y):
+    """``mean((mean(tanh(x @ W1 + b1) @ w2, axis=0) + b2 - y) ** 2)``, W1 of shape
+    (heads, D, H): the loss of tag ``mlp_tanh_stacked_v1``."""
+    heads = jnp.tanh(x @ params["W1"] + params["b1"]) @ params["w2"]
+    return jnp.mean((jnp.mean(heads, axis=0) + params["b2"] - y) ** 2)
+
+
+LOSSES = {"mlp_tanh_v1": mlp_tanh_v1_loss, "mlp_tanh_stacked_v1": mlp_tanh_stacked_v1_loss}
 
 
 def golden_loss(record: dict):
@@ -285,5 +292,8 @@ def replay(record: dict, optimizer, fields=None) -> dict[str, float]:
                     assert counts == [expected] * len(counts), f"counts {counts} != {expected}"
                     continue
                 assert len(values) == 1, f"{len(values)} fields called {field}"
-                note(torch_name, values[0][k], expected)
+                # A 0-d field (NAdam's mu_product, ASGD's eta) is one value for every
+                # parameter, where torch keeps a copy per parameter.
+                value = values[0][k] if isinstance(values[0], dict) else values[0]
+                note(torch_name, value, expected)
     return errors

@@ -124,6 +124,11 @@ CASES = [
     ("scale_by_trust_ratio", (), {}),
     ("scale_by_trust_ratio", (0.5,), {"trust_coefficient": 0.3, "eps": 1e-3}),
     ("scale_by_trust_ratio", (2.0,), {}),
+    # β₂ = 0.8 (ρ∞ = 9): ρₜ passes 3 at t = 4 and 4 at t = 5, so both branches run
+    # within the steps; with the defaults only the first does.
+    ("scale_by_radam", (), {}),
+    ("scale_by_radam", (0.8,), {"b2": 0.8, "eps": 1e-6, "eps_root": 1e-8, "threshold": 3.0}),
+    ("scale_by_radam", (0.8,), {"b2": 0.8, "threshold": 4.0, "nesterov": True}),
 ]
 
 # Cases whose states are not laid out alike: compared on updates and parameters only.

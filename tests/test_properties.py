@@ -75,17 +75,22 @@ def _is_spec(x):
     return x is None or (isinstance(x, tuple) and len(x) == 2 and isinstance(x[0], str))
 
 
-def _materialize(spec, rng: np.random.Generator, scale: float = 1.0, zero: bool = False):
+def _materialize(
+    spec, rng: np.random.Generator, scale: float = 1.0, zero: bool = False, real: bool = False
+):
     """Arrays for a tree spec: normal(0, scale) floats (complex: both parts), small ints.
 
     ``spec`` is a tree spec and an anchor leaf spec; the tree is put under a dict key
-    (a bare ``None`` tree would read as "no params"), next to the anchor leaf.
+    (a bare ``None`` tree would read as "no params"), next to the anchor leaf.  With
+    ``real`` (an optimizer that refuses complex parameters) complex leaves are float32.
     """
 
     def leaf(s):
         if s is None:
             return None
         dtype, shape = s
+        if real and dtype == "complex64":
+            dtype = "float32"
         if dtype == "bool":
             return jnp.asarray(rng.integers(0, 2, size=shape).astype(bool))
         if dtype == "int32":
@@ -119,16 +124,26 @@ def _grads_like(params, rng, scale, zero=False):
 
 
 def _strategy(name: str, default, owner: str = ""):
-    """Values for one hyperparameter, from its vocabulary entry (or PROPERTY_RANGES).
+    """Values for one hyperparameter, from its vocabulary entry (the owner's own entry
+    first, as the factory looks it up) or from PROPERTY_RANGES.
 
-    Tuples and per-leaf values (trees, functions) keep their default: they shape the
-    computation rather than scale it, and have tests of their own.
+    Per-leaf values (trees, functions) and tuples of unbounded numbers (Newton-Schulz
+    coefficients) keep their default: they shape the computation rather than scale
+    it, and have tests of their own.
     """
-    if name in PROPERTY_RANGES:
+    spec = VOCABULARY.get(f"{owner}.{name}")
+    if spec is None and name in PROPERTY_RANGES:
         return st.floats(*PROPERTY_RANGES[name])
-    spec = VOCABULARY.get(f"{owner}.{name}") or VOCABULARY[name]
-    if isinstance(spec, (Items, PerLeaf)):
+    spec = spec or VOCABULARY[name]
+    unbounded = isinstance(spec, Items) and any(
+        isinstance(item, Real) and not np.isfinite(item.low) for item in spec.items
+    )
+    if isinstance(spec, PerLeaf) or unbounded:
         return st.just(default)
+    return _spec_strategy(spec, name)
+
+
+def _spec_strategy(spec, name: str):
     if isinstance(spec, Flag):
         return st.booleans()
     if isinstance(spec, DType):
@@ -136,12 +151,15 @@ def _strategy(name: str, default, owner: str = ""):
     if isinstance(spec, Real):
         low = spec.low if np.isfinite(spec.low) else -1.0
         high = min(spec.high, low + 1.0)
-        return st.floats(low, high - 0.01 if spec.high_open else high)
+        values = st.floats(low, high - 0.01 if spec.high_open else high, exclude_min=spec.low_open)
+        return st.one_of(st.none(), values) if spec.optional else values
     if isinstance(spec, Integer):
         low = spec.low if spec.low is not None else 0
         return st.integers(low, low + 5)
     if isinstance(spec, Choice):
         return st.sampled_from(spec.options)
+    if isinstance(spec, Items):
+        return st.tuples(*(_spec_strategy(item, name) for item in spec.items))
     raise AssertionError(f"no strategy for {name}: add a range to PROPERTY_RANGES")
 
 
@@ -154,8 +172,8 @@ def _config(draw, name: str, with_decay: bool):
     kwargs = {
         arg: draw(_strategy(arg, default, name)) for arg, default in reference.defaults().items()
     }
-    if not with_decay:  # weight_decay, and a second group's (muon's adam_weight_decay)
-        kwargs.update({k: 0.0 for k in kwargs if k.endswith("weight_decay")})
+    if not with_decay:  # weight_decay, a second group's (muon's adam_weight_decay), lambd
+        kwargs.update({k: 0.0 for k, v in kwargs.items() if reference.is_decay(k, v)})
     try:
         reference.rule(**kwargs)
     except ValueError:
@@ -203,7 +221,7 @@ def test_update_preserves_structure_dtypes_and_finiteness(name):
     def check(spec, kwargs, seed):
         rng = np.random.default_rng(seed)
         optimizer = getattr(jopt, name)(**kwargs)
-        params = _materialize(spec, rng)
+        params = _materialize(spec, rng, real=not REFERENCES[name].complex_leaves)
         state = optimizer.init(params)
         state_structure, state_dtypes = _structure(state), _dtypes(state)
         for _ in range(STEPS):
@@ -242,7 +260,7 @@ def test_zero_gradient_leaves_undecayed_params_unchanged(name):
     def check(spec, kwargs, seed):
         rng = np.random.default_rng(seed)
         optimizer = getattr(jopt, name)(**kwargs)
-        params = _materialize(spec, rng)
+        params = _materialize(spec, rng, real=not REFERENCES[name].complex_leaves)
         state = optimizer.init(params)
         new_params = params
         for _ in range(STEPS):

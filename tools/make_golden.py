@@ -22,6 +22,14 @@ squared error::
     pred = tanh(x @ W1 + b1) @ w2 + b2          # x: (N, D), W1: (D, H), b1: (H,)
     loss = mean((pred - y) ** 2)                # w2: (H,), b2: () 0-d,  y: (N,)
 
+A second model (tag ``"mlp_tanh_stacked_v1"``, for configurations that name it) has a
+3-d first layer: ``HEADS`` hidden layers side by side, averaged::
+
+    pred = mean(tanh(x @ W1 + b1) @ w2, axis=0) + b2     # W1: (HEADS, D, H)
+    loss = mean((pred - y) ** 2)
+
+with the same data and its own initial parameters.
+
 Everything needed to restate the loss is in the file:
 
 * ``model``, ``loss``: the tag above and the formula as text;
@@ -35,7 +43,11 @@ Everything needed to restate the loss is in the file:
 * ``checkpoints``: after the steps in ``CHECKPOINTS``, every parameter and, per
   parameter, every entry of ``optimizer.state[p]`` under torch's own name
   (``momentum_buffer``, ``sum``, ``square_avg``, ``acc_delta``, ``grad_avg``,
-  ``exp_avg``, ``exp_avg_sq``, ``max_exp_avg_sq``, ``exp_inf``, ``step``).
+  ``exp_avg``, ``exp_avg_sq``, ``max_exp_avg_sq``, ``exp_inf``, ``mu_product``, ``eta``,
+  ``mu``, ``ax``, ``prev``, ``step_size``, ``row_var``, ``col_var``, ``variance``,
+  ``step``).  Most have the parameter's shape; ``mu_product``, ``eta`` and ``mu`` are
+  0-d, and Adafactor's ``row_var`` and ``col_var`` keep the parameter's shape with
+  the last, or second-to-last, axis reduced to 1.
 
 Arrays are stored as ``{"shape": [...], "data": [flat, row-major floats]}``.  The
 floats are written by :func:`json.dumps`, whose ``repr`` form reads back to the same
@@ -43,7 +55,9 @@ float64 bit pattern.  ``step`` is stored as a plain integer.
 
 All optimizers run with ``foreach=False`` (torch's single-tensor code path) and the
 other switches (``maximize``, ``capturable``, ``differentiable``, ``fused``) at
-their defaults.
+their defaults.  torch's default dtype is float64 here, so the scalar state torch
+keeps at that dtype (NAdam's ``mu_product``, ASGD's ``eta`` and ``mu``) is float64
+like everything else.
 """
 
 from __future__ import annotations
@@ -63,14 +77,18 @@ SEED = 20240604
 NUM_EXAMPLES, IN_DIM, HIDDEN = 32, 3, 4
 MODEL = "mlp_tanh_v1"
 LOSS_TEXT = "mean((tanh(x @ W1 + b1) @ w2 + b2 - y) ** 2)"
+STACKED_MODEL = "mlp_tanh_stacked_v1"
+STACKED_LOSS_TEXT = "mean((mean(tanh(x @ W1 + b1) @ w2, axis=0) + b2 - y) ** 2)"
+HEADS = 2
 PARAM_ORDER = ("W1", "b1", "w2", "b2")
 FORMAT_VERSION = 1
 
-# name -> (torch optimizer class name, keyword arguments, scheduler or None).
+# name -> (torch optimizer class name, keyword arguments, scheduler or None[, model]).
 # The scheduler entry is (class name in torch.optim.lr_scheduler, keyword arguments);
-# it is stepped once after every optimizer step.  The learning rates are small enough
-# that no trajectory turns chaotic: ``--sensitivity 1e-15`` must stay far below 1e-10.
-CONFIGS: dict[str, tuple[str, dict, tuple[str, dict] | None]] = {
+# it is stepped once after every optimizer step.  The model is MODEL unless named.
+# The learning rates are small enough that no trajectory turns chaotic:
+# ``--sensitivity 1e-15`` must stay far below 1e-10.
+CONFIGS: dict[str, tuple] = {
     "sgd_plain": ("SGD", {"lr": 0.05}, None),
     "sgd_momentum": ("SGD", {"lr": 0.02, "momentum": 0.9}, None),
     "sgd_nesterov": ("SGD", {"lr": 0.02, "momentum": 0.9, "nesterov": True}, None),
@@ -159,6 +177,89 @@ CONFIGS: dict[str, tuple[str, dict, tuple[str, dict] | None]] = {
         {"lr": 0.02, "betas": (0.9, 0.999), "eps": 1e-8},
         ("CosineAnnealingLR", {"T_max": 100, "eta_min": 1e-4}),
     ),
+    # The rest of torch.optim (issue 15): every weight decay form, and each option
+    # that changes the arithmetic.
+    "nadam": ("NAdam", {"lr": 0.01, "betas": (0.8, 0.99), "eps": 1e-6}, None),
+    "nadam_weight_decay": (
+        "NAdam",
+        {
+            "lr": 0.01,
+            "betas": (0.8, 0.99),
+            "eps": 1e-6,
+            "weight_decay": 0.02,
+            "momentum_decay": 0.01,
+        },
+        None,
+    ),
+    "nadam_decoupled_weight_decay": (
+        "NAdam",
+        {
+            "lr": 0.01,
+            "betas": (0.8, 0.99),
+            "eps": 1e-6,
+            "weight_decay": 0.1,
+            "decoupled_weight_decay": True,
+        },
+        None,
+    ),
+    # β₂ = 0.99: ρₜ first exceeds 5 at step 6, so both of RAdam's regimes are recorded.
+    "radam": ("RAdam", {"lr": 0.01, "betas": (0.8, 0.99), "eps": 1e-6}, None),
+    "radam_weight_decay": (
+        "RAdam",
+        {"lr": 0.01, "betas": (0.8, 0.99), "eps": 1e-6, "weight_decay": 0.02},
+        None,
+    ),
+    "radam_decoupled_weight_decay": (
+        "RAdam",
+        {
+            "lr": 0.01,
+            "betas": (0.8, 0.99),
+            "eps": 1e-6,
+            "weight_decay": 0.1,
+            "decoupled_weight_decay": True,
+        },
+        None,
+    ),
+    # t0 = 20: averaging starts within the run (torch's default 1e6 never averages).
+    "asgd": ("ASGD", {"lr": 0.05, "lambd": 1e-3, "alpha": 0.75, "t0": 20.0}, None),
+    "asgd_weight_decay": (
+        "ASGD",
+        {"lr": 0.05, "lambd": 1e-2, "alpha": 0.6, "t0": 10.0, "weight_decay": 0.02},
+        None,
+    ),
+    "rprop": ("Rprop", {"lr": 0.01}, None),
+    # Step sizes that reach both bounds.
+    "rprop_bounded": (
+        "Rprop",
+        {"lr": 0.01, "etas": (0.4, 1.5), "step_sizes": (1e-3, 0.05)},
+        None,
+    ),
+    "adafactor": ("Adafactor", {"lr": 0.01}, None),
+    "adafactor_weight_decay": (
+        "Adafactor",
+        {"lr": 0.02, "beta2_decay": -0.6, "eps": (1e-20, 1e-2), "d": 1.5, "weight_decay": 0.05},
+        None,
+    ),
+    # A learning rate that changes: it enters ASGD's ηₜ and Adafactor's ρₜ and weight
+    # decay, and Rprop reads it only once.
+    "asgd_steplr": (
+        "ASGD",
+        {"lr": 0.05, "lambd": 1e-2, "t0": 10.0},
+        ("StepLR", {"step_size": 10, "gamma": 0.7}),
+    ),
+    "adafactor_cosine": (
+        "Adafactor",
+        {"lr": 0.02, "weight_decay": 0.05},
+        ("CosineAnnealingLR", {"T_max": 100, "eta_min": 1e-3}),
+    ),
+    "rprop_steplr": ("Rprop", {"lr": 0.01}, ("StepLR", {"step_size": 10, "gamma": 0.5})),
+    # A 3-d leaf: one factorization per leading index.
+    "adafactor_3d": (
+        "Adafactor",
+        {"lr": 0.01, "weight_decay": 0.01},
+        None,
+        "mlp_tanh_stacked_v1",
+    ),
 }
 
 
@@ -180,6 +281,26 @@ def make_problem(seed: int = SEED) -> tuple[dict[str, np.ndarray], dict[str, np.
 def torch_loss(params: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor):
     pred = torch.tanh(x @ params["W1"] + params["b1"]) @ params["w2"] + params["b2"]
     return ((pred - y) ** 2).mean()
+
+
+def make_stacked_problem(seed: int = SEED):
+    """MODEL's data, and initial parameters with a (HEADS, D, H) first layer."""
+    data, params = make_problem(seed)
+    rng = np.random.default_rng(seed + 1)
+    params["W1"] = rng.normal(size=(HEADS, IN_DIM, HIDDEN)) / math.sqrt(IN_DIM)
+    return data, params
+
+
+def torch_stacked_loss(params: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor):
+    heads = torch.tanh(x @ params["W1"] + params["b1"]) @ params["w2"]  # (HEADS, N)
+    return ((heads.mean(0) + params["b2"] - y) ** 2).mean()
+
+
+# tag -> (loss as text, problem, torch loss)
+MODELS = {
+    MODEL: (LOSS_TEXT, make_problem, torch_loss),
+    STACKED_MODEL: (STACKED_LOSS_TEXT, make_stacked_problem, torch_stacked_loss),
+}
 
 
 def encode(array) -> dict:
@@ -205,14 +326,17 @@ def encode_state(entry: dict) -> dict:
     return out
 
 
-def run_config(name: str, data: dict, init: dict, grad_noise: float = 0.0) -> dict:
+def run_config(name: str, grad_noise: float = 0.0) -> dict:
     """Train with configuration ``name``; ``grad_noise`` is for ``--sensitivity`` only.
 
     With ``grad_noise > 0`` each gradient entry is multiplied by ``1 + grad_noise * z``
     with ``z`` standard normal, to imitate the rounding differences of another
     implementation of the same arithmetic.
     """
-    opt_name, kwargs, scheduler_spec = CONFIGS[name]
+    opt_name, kwargs, scheduler_spec, *named_model = CONFIGS[name]
+    model = named_model[0] if named_model else MODEL
+    loss_text, problem, loss_fn = MODELS[model]
+    data, init = problem()
     noise_rng = np.random.default_rng(1)
     x = torch.tensor(data["x"], dtype=torch.float64)
     y = torch.tensor(data["y"], dtype=torch.float64)
@@ -229,7 +353,7 @@ def run_config(name: str, data: dict, init: dict, grad_noise: float = 0.0) -> di
     lr_history, loss_history, checkpoints = [], [], []
     for step in range(1, NUM_STEPS + 1):
         optimizer.zero_grad(set_to_none=True)
-        loss = torch_loss(params, x, y)
+        loss = loss_fn(params, x, y)
         loss.backward()
         if grad_noise:
             with torch.no_grad():
@@ -267,8 +391,8 @@ def run_config(name: str, data: dict, init: dict, grad_noise: float = 0.0) -> di
         "scheduler": None
         if scheduler_spec is None
         else {"name": scheduler_spec[0], "kwargs": scheduler_spec[1], "stepped": "per_step"},
-        "model": MODEL,
-        "loss": LOSS_TEXT,
+        "model": model,
+        "loss": loss_text,
         "seed": SEED,
         "num_steps": NUM_STEPS,
         "param_order": list(PARAM_ORDER),
@@ -314,23 +438,23 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
 
     torch.manual_seed(0)
+    torch.set_default_dtype(torch.float64)
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
     unknown = sorted(set(args.names) - set(CONFIGS))
     if unknown:
         parser.error(f"unknown configurations: {unknown}")
 
-    data, init = make_problem()
     if args.sensitivity:
         for name in args.names or CONFIGS:
-            clean = run_config(name, data, init)
-            noisy = run_config(name, data, init, grad_noise=args.sensitivity)
+            clean = run_config(name)
+            noisy = run_config(name, grad_noise=args.sensitivity)
             worst, where = max_relative_deviation(clean, noisy)
             print(f"{name:28s} max relative deviation {worst:.2e}  ({where})")
         return
     args.out.mkdir(parents=True, exist_ok=True)
     for name in args.names or CONFIGS:
-        record = run_config(name, data, init)
+        record = run_config(name)
         path = args.out / f"{name}.json"
         path.write_text(json.dumps(record, indent=1) + "\n")
         first, last = record["loss_history"][0], record["loss_history"][-1]

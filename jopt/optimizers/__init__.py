@@ -32,6 +32,7 @@ from jopt.optimizers._lecture import (
 from jopt.optimizers._modern import lamb, lars, lion
 from jopt.optimizers._muon import muon
 from jopt.optimizers._quasi_newton import lbfgs
+from jopt.optimizers._torch import adafactor, asgd, nadam, radam, rprop
 
 # (name, factory, demo learning rate).  The papers' defaults for the adaptive methods,
 # 0.1 for SGD, and momentum and Nesterov at 0.01 with γ = 0.9: the same effective step
@@ -48,7 +49,6 @@ _REGISTRY: tuple[tuple[str, Callable[..., GradientTransformation], float], ...] 
     ("adam", adam, 1e-3),
     ("adamax", adamax, 2e-3),
     ("adamw", adamw, 1e-3),
-    ("lbfgs", lbfgs, 1.0),
     ("lion", lion, 3e-4),
     ("lamb", lamb, 1e-3),
     ("lars", lars, 1.0),
@@ -56,6 +56,12 @@ _REGISTRY: tuple[tuple[str, Callable[..., GradientTransformation], float], ...] 
     ("adopt", adopt, 1e-3),
     ("ademamix", ademamix, 1e-3),
     ("muon", muon, 0.02),
+    ("nadam", nadam, 2e-3),
+    ("radam", radam, 1e-3),
+    ("asgd", asgd, 1e-2),
+    ("rprop", rprop, 1e-2),
+    ("adafactor", adafactor, 1e-2),
+    ("lbfgs", lbfgs, 1.0),
 )
 
 ALL: Mapping[str, Callable[..., GradientTransformation]] = MappingProxyType(

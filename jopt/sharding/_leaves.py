@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec, Sharding
 
-from jopt import _numerics
+from jopt import _numerics, _placement
 
 PyTree = Any
 
@@ -49,10 +49,10 @@ def param_leaves(params: PyTree, caller: str):
 def _is_state_of(subtree: PyTree, leaves_of_params: list, param_def) -> list | None:
     """The state leaves of ``subtree`` if it is a per-parameter state tree, else ``None``.
 
-    A per-parameter state tree (what ``Field.zeros()`` builds) has the
-    params' structure, a floating leaf of the parameter's shape for trainable
-    parameters (or ``None``) and ``None`` for the others.  Integer leaves such as step
-    counts never match, even when a parameter is 0-d.
+    A per-parameter state tree (what ``Field.zeros()`` builds) has the params'
+    structure, a floating leaf of the parameter's shape (or of it reduced to 1 on some
+    axes) for trainable parameters (or ``None``) and ``None`` for the others.  Integer
+    leaves such as step counts never match, even when a parameter is 0-d.
     """
     leaves, treedef = jax.tree_util.tree_flatten(subtree, is_leaf=_numerics.is_none)
     if treedef != param_def:
@@ -63,7 +63,7 @@ def _is_state_of(subtree: PyTree, leaves_of_params: list, param_def) -> list | N
             continue
         if not _numerics.is_trainable(param) or not jnp.issubdtype(leaf.dtype, jnp.inexact):
             return None
-        if tuple(leaf.shape) != tuple(np.shape(param)):
+        if not _placement.fits_param(leaf.shape, np.shape(param)):
             return None
         matched = True
     return leaves if matched else None

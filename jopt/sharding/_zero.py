@@ -9,7 +9,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec, Sharding
 
-from jopt import _numerics
+from jopt import _numerics, _placement
 from jopt._validation import check, checked
 from jopt.sharding import _leaves
 from jopt.sharding._report import ZeroReport, make_leaf
@@ -68,6 +68,10 @@ def state_shardings(optimizer, params: PyTree, mesh: Mesh | None = None) -> PyTr
     values = []
     for leaf in state_leaves:
         sharding = None if leaf.param is None else param_shardings[leaf.param]
+        if sharding is not None:
+            sharding = _placement.reduced_sharding(
+                sharding, leaf.shape, np.shape(param_leaves[leaf.param])
+            )
         values.append(replicated if sharding is None else sharding)
     return _leaves.fill(index_tree, values)
 
@@ -125,10 +129,15 @@ def zero_shardings(
 
     shardings, report_leaves = [], []
     for leaf in state_leaves:
-        if leaf.param is not None:
+        param_shape = None if leaf.param is None else np.shape(param_leaves[leaf.param])
+        if param_shape == leaf.shape:
             spec, dim, reason = param_specs[leaf.param]
-        else:
-            spec, dim, reason = _leaves.split_spec(leaf.shape, PartitionSpec(), axis, mesh)
+        else:  # not a parameter's, or reduced from one: split where it can be
+            base = PartitionSpec()
+            if param_shape is not None:
+                param_sharding = NamedSharding(mesh, param_specs[leaf.param][0])
+                base = _placement.reduced_sharding(param_sharding, leaf.shape, param_shape).spec
+            spec, dim, reason = _leaves.split_spec(leaf.shape, base, axis, mesh)
         shardings.append(NamedSharding(mesh, spec))
         report_leaves.append(make_leaf(leaf.path, leaf.shape, leaf.dtype, spec, dim, reason, mesh))
     param_def = jax.tree_util.tree_structure(params, is_leaf=_numerics.is_none)

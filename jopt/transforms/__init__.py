@@ -20,16 +20,26 @@ from jopt.transforms._ademamix import *  # noqa: F403
 from jopt.transforms._ademamix import __all__ as _ademamix
 from jopt.transforms._adopt import *  # noqa: F403
 from jopt.transforms._adopt import __all__ as _adopt
+from jopt.transforms._asgd import *  # noqa: F403
+from jopt.transforms._asgd import __all__ as _asgd
 from jopt.transforms._belief import *  # noqa: F403
 from jopt.transforms._belief import __all__ as _belief
+from jopt.transforms._factored import *  # noqa: F403
+from jopt.transforms._factored import __all__ as _factored
 from jopt.transforms._lbfgs import *  # noqa: F403
 from jopt.transforms._lbfgs import __all__ as _lbfgs
 from jopt.transforms._lion import *  # noqa: F403
 from jopt.transforms._lion import __all__ as _lion
-from jopt.transforms._momentum import *  # noqa: F403
+from jopt.transforms._momentum import *  # noqa: F403  # noqa: F403
 from jopt.transforms._momentum import __all__ as _momentum
 from jopt.transforms._muon import *  # noqa: F403
 from jopt.transforms._muon import __all__ as _muon
+from jopt.transforms._nadam import *  # noqa: F403
+from jopt.transforms._nadam import __all__ as _nadam
+from jopt.transforms._rectified import *  # noqa: F403
+from jopt.transforms._rectified import __all__ as _rectified
+from jopt.transforms._rprop import *  # noqa: F403
+from jopt.transforms._rprop import __all__ as _rprop
 from jopt.transforms._scaling import *  # noqa: F403
 from jopt.transforms._scaling import __all__ as _scaling
 from jopt.transforms._trust_ratio import *  # noqa: F403
@@ -47,4 +57,9 @@ __all__ = [
     *_adopt,
     *_ademamix,
     *_muon,
+    *_nadam,
+    *_rectified,
+    *_rprop,
+    *_asgd,
+    *_factored,
 ]
