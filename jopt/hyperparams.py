@@ -23,7 +23,14 @@ import numpy as np
 
 from jopt import _core, _numerics, _placement
 from jopt._core import GradientTransformation
-from jopt._validation import VOCABULARY, as_number, checked, is_concrete, is_static_zero
+from jopt._validation import (
+    VOCABULARY,
+    Integer,
+    as_number,
+    checked,
+    is_concrete,
+    is_static_zero,
+)
 
 __all__ = [
     "InjectHyperparamsState",
@@ -125,7 +132,12 @@ def _sort_arguments(named: dict[str, Any], static_names: frozenset[str], dtype) 
     """``(static, live, schedules)``: how each argument of the factory is injected."""
     static, live, schedules = {}, {}, {}
     for name, value in named.items():
-        if name in static_names or isinstance(value, (bool, np.bool_, str)) or _is_dtype(value):
+        if (
+            name in static_names
+            or isinstance(value, (bool, np.bool_, str))
+            or _is_dtype(value)
+            or isinstance(VOCABULARY.get(name), Integer)
+        ):
             static[name] = value
         elif callable(value):
             schedules[name] = value
@@ -156,8 +168,10 @@ def inject_hyperparams(
       used (as optax's);
     * everything else stays *static*, passed to the factory unchanged: booleans such as
       ``nesterov``, ``None``, strings, dtypes in any form (``mu_dtype=jnp.bfloat16``),
-      arrays that are not 0-d, the names in ``static_args``, and numbers that are a
-      literal Python ``0``.
+      arrays that are not 0-d, the names in ``static_args``, the arguments the
+      vocabulary defines as integers (``precondition_frequency``, ``every_k``: counts
+      and sizes the factory uses as Python ints), and numbers that are a literal
+      Python ``0``.
 
     A literal Python ``0`` stays static because the optimizers leave the block it
     controls out of the chain (the default ``weight_decay=0.0`` costs nothing and
