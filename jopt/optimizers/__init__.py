@@ -26,6 +26,7 @@ from jopt.optimizers._lecture import (
     rmsprop,
     sgd,
 )
+from jopt.optimizers._soap import soap
 
 # (name, factory, demo learning rate).  The papers' defaults for the adaptive methods,
 # 0.1 for SGD, and momentum and Nesterov at 0.01 with γ = 0.9: the same effective step
@@ -40,6 +41,7 @@ _REGISTRY: tuple[tuple[str, Callable[..., GradientTransformation], float], ...] 
     ("adam", adam, 1e-3),
     ("adamax", adamax, 2e-3),
     ("adamw", adamw, 1e-3),
+    ("soap", soap, 3e-3),
 )
 
 ALL: Mapping[str, Callable[..., GradientTransformation]] = MappingProxyType(

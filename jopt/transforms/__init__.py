@@ -20,5 +20,7 @@ from jopt.transforms._momentum import *  # noqa: F403
 from jopt.transforms._momentum import __all__ as _momentum
 from jopt.transforms._scaling import *  # noqa: F403
 from jopt.transforms._scaling import __all__ as _scaling
+from jopt.transforms._soap import *  # noqa: F403
+from jopt.transforms._soap import __all__ as _soap
 
-__all__ = [*_scaling, *_momentum, *_adaptive, *_adam]
+__all__ = [*_scaling, *_momentum, *_adaptive, *_adam, *_soap]
