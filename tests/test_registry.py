@@ -284,6 +284,9 @@ def _check_odd_step(name, kwargs, optimizer, params, step):
     assert new_params["nested"][1].dtype == jnp.float32
     # No state for the untrained leaves: where a state tree mirrors the params, their
     # place holds None, and no state leaf has their shapes.
+    shapes = {(), (3, 2)}
+    if REFERENCES[name].matrix_state:
+        shapes |= {(3, 3), (2, 2)}  # one matrix per axis of "w"
     for tree in (state, new_state):
         for path, leaf in jax.tree_util.tree_flatten_with_path(tree, is_leaf=lambda x: x is None)[
             0
@@ -291,8 +294,10 @@ def _check_odd_step(name, kwargs, optimizer, params, step):
             key = jax.tree_util.keystr(path)
             if any(k in key for k in ("['step']", "['mask']", "['none']", "['nested'][0]")):
                 assert leaf is None, key
+            elif leaf is None:  # the matrix slot of an axis that has no matrix
+                assert REFERENCES[name].matrix_state and key[-3:] in ("[0]", "[1]"), key
             else:
-                assert leaf is not None and np.shape(leaf) in {(), (3, 2)}, key
+                assert leaf is not None and np.shape(leaf) in shapes, key
     # The float64 leaf took exactly the reference's first step.
     init, ref_step = REFERENCES[name].rule(**kwargs)
     w = params["w"]
