@@ -197,8 +197,9 @@ def write(out: Path) -> None:
             f"at {REFERENCE_COMMIT}"
         )
         return
-    import pytorch_optimizer  # noqa: F401  (fails early when the port is missing)
     from importlib.metadata import version
+
+    import pytorch_optimizer  # noqa: F401  (fails early when the port is missing)
 
     torch.set_num_threads(1)
     torch.use_deterministic_algorithms(True)
