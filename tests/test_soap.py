@@ -300,3 +300,13 @@ def test_soap_descent_decays_the_stepped_parameters_and_skips_the_first_update()
 
 def test_reference_is_registered():
     assert REFERENCES["soap"].matrix_state
+
+
+def test_porting_guide_covers_every_constructor_argument():
+    """Each argument of both references' constructors (recorded in the golden file, so
+    torch is not needed) is named in the guide's SOAP section."""
+    guide = (Path(__file__).parent.parent / "docs" / "porting.md").read_text()
+    section = guide[guide.index("## SOAP") :]
+    for implementation, arguments in _golden()["constructor_arguments"].items():
+        missing = [a for a in arguments if f"`{a}`" not in section and f"`{a}=" not in section]
+        assert not missing, f"docs/porting.md's SOAP section misses {implementation} {missing}"

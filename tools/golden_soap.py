@@ -31,7 +31,8 @@ the port); for float64 data those two casts are made no-ops while the optimizer 
 and torch's default dtype is float64 (the authors' code allocates its statistics
 with it).  Nothing else in their code is changed.
 
-The file holds the data, the initial parameters, and for each configuration the
+The file holds both constructors' argument names, the data, the initial parameters,
+and for each configuration the
 implementation, its keyword arguments (torch names), and the parameters after every
 step and the statistics ``GG`` (which do not depend on the basis) after the last.
 Arrays are ``{"shape": [...], "data": [flat row-major floats]}``, floats written by
@@ -42,6 +43,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import inspect
 import json
 import os
 from pathlib import Path
@@ -60,6 +62,7 @@ LOSS_TEXT = (
     " + c - y) ** 2)"
 )
 PARAM_ORDER = ("W", "B", "s", "V", "c")
+SKIPPED = ("self", "params", "kwargs")
 
 # name -> (implementation, keyword arguments in its own names).
 CONFIGS: dict[str, tuple[str, dict]] = {
@@ -210,6 +213,12 @@ def write(out: Path) -> None:
         configs = {name: run_config(name, data, init, Path(reference)) for name in CONFIGS}
     finally:
         torch.set_default_dtype(default_dtype)
+    from pytorch_optimizer import SOAP as Port
+
+    arguments = {
+        name: [a for a in inspect.signature(cls.__init__).parameters if a not in SKIPPED]
+        for name, cls in (("authors", _authors_class(Path(reference))), ("pytorch_optimizer", Port))
+    }
     record = {
         "format": 1,
         "generator": "tools/golden_soap.py",
@@ -218,6 +227,8 @@ def write(out: Path) -> None:
             "pytorch_optimizer": f"pytorch-optimizer {version('pytorch_optimizer')}",
         },
         "torch_version": torch.__version__,
+        # Every constructor argument, so that docs/porting.md is checked without torch.
+        "constructor_arguments": arguments,
         "model": MODEL,
         "loss": LOSS_TEXT,
         "seed": SEED,
