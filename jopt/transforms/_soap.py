@@ -271,13 +271,13 @@ def scale_by_soap(
                 return None
             return _matrices(p, _preconditioned(np.shape(p), max_dim, precondition_1d))
 
-        stats = jax.tree.map(matrices, params, is_leaf=_numerics.is_none)
         return ScaleBySoapState(
             count=_placement.scalar_like(params, 0, jnp.int32),
             mu=_placement.zeros_like(params, mu_dtype),
             nu=_placement.zeros_like(params, nu_dtype, real=True),
-            stats=stats,
-            bases=jax.tree.map(lambda x: x, stats),
+            # Two calls: distinct buffers, so that the state can be donated.
+            stats=jax.tree.map(matrices, params, is_leaf=_numerics.is_none),
+            bases=jax.tree.map(matrices, params, is_leaf=_numerics.is_none),
         )
 
     def update(updates, state, params=None, **extra_args):
