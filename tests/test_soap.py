@@ -311,3 +311,17 @@ def test_porting_guide_covers_every_constructor_argument():
     for implementation, arguments in _golden()["constructor_arguments"].items():
         missing = [a for a in arguments if f"`{a}`" not in section and f"`{a}=" not in section]
         assert not missing, f"docs/porting.md's SOAP section misses {implementation} {missing}"
+
+
+def test_benchmark_counts_the_transformer_state_from_its_shapes():
+    """benchmarks/soap.py's count from the shapes (two moments per parameter, two
+    float32 matrices per axis up to 10000 of every leaf of rank 2 or more, two counts)
+    is jopt's state on the transformer tree (1.39 GB for 24.6 M parameters)."""
+    from benchmarks import shapes
+    from benchmarks.soap import expected_state_bytes
+
+    leaves = shapes.transformer().leaves
+    params = {k: jax.ShapeDtypeStruct(s, jnp.float32) for k, s in leaves.items()}
+    state = jax.eval_shape(jopt.soap().init, params)
+    nbytes = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(state))
+    assert nbytes == expected_state_bytes(leaves)["total"]
