@@ -314,11 +314,9 @@ def _update(updates, state: ScaleBySoapState, frequency: int, hp: _Hyper):
     count = _numerics.safe_increment(state.count)
     if isinstance(count, jax.core.Tracer):
         results = _step_leaves(*columns, count, hp, frequency=frequency, branch=None)
-    else:
-        # Called eagerly: the branch is known, and one compiled program per branch and
-        # tree signature replaces hundreds of operations dispatched one by one.
+    else:  # called eagerly: the branch is known, only its operations run
         branch = int(_which(count, frequency))
-        results = _compiled_step_leaves(*columns, count, hp, frequency=None, branch=branch)
+        results = _step_leaves(*columns, count, hp, frequency=frequency, branch=branch)
     outputs, new = list(leaves), [list(c) for c in (mus, nus, stats, bases)]
     for j, i in enumerate(trained):
         outputs[i] = results[0][j]
@@ -363,9 +361,6 @@ def _step_leaves(gs, mus, nus, stats, bases, count, hp: _Hyper, *, frequency: in
             new_bases[i] = tuple(_store_matrix(x, old) for x, old in zip(b, bases[i], strict=True))
             new_mu[i], new_nu[i] = _store(mu, mus[i]), _store(nu, nus[i])
     return outputs, new_mu, new_nu, new_stats, new_bases
-
-
-_compiled_step_leaves = jax.jit(_step_leaves, static_argnames=("frequency", "branch"))
 
 
 def _lerp(old, new, beta):
