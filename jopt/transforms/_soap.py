@@ -41,7 +41,7 @@ _EIGH_SHIFT = 1e-30
 
 
 def axis_statistic(g: jax.Array, axis: int) -> jax.Array:
-    """``Sₐ_b = Σ g[…a…]·conj(g[…b…])`` over every axis but ``axis``: a ``(d, d)`` matrix.
+    """``S[a, b] = Σ g[…a…]·conj(g[…b…])``, summed over every axis but ``axis``: ``(d, d)``.
 
     For a matrix ``G``: ``G·Gᴴ`` for axis 0 and ``Gᵀ·Ḡ`` for axis 1; for a vector, the
     outer product ``g·gᴴ``.  Hermitian and positive semi-definite.
@@ -310,7 +310,9 @@ def _columns(updates, state):
 def _update(updates, state: ScaleBySoapState, frequency: int, hp: _Hyper):
     leaves, treedef, mus, nus, stats, bases = _columns(updates, state)
     trained = [i for i, g in enumerate(leaves) if _numerics.is_trainable(g) and mus[i] is not None]
-    columns = [[column[i] for i in trained] for column in (leaves, mus, nus, stats, bases)]
+    # Python and NumPy scalars become arrays (of the default dtypes, as jnp makes them).
+    gs = [jnp.asarray(leaves[i]) for i in trained]
+    columns = [gs, *([column[i] for i in trained] for column in (mus, nus, stats, bases))]
     count = _numerics.safe_increment(state.count)
     if isinstance(count, jax.core.Tracer):
         results = _step_leaves(*columns, count, hp, frequency=frequency, branch=None)
@@ -458,6 +460,7 @@ def soap_descent(
         first = state.count == 0
 
         def step(d, p):
+            d, p = jnp.asarray(d), jnp.asarray(p)
             compute = _numerics.compute_dtype(d.dtype)
             d, p = _numerics.cast(d, compute), _numerics.cast(p, compute)
             u = -lr * d - lr * wd * (p - lr * d)
@@ -465,7 +468,7 @@ def soap_descent(
 
         leaves, treedef, (column,) = _align.align(updates, [("params", params)])
         outputs = [
-            _numerics.cast(step(g, p), g.dtype)
+            _numerics.cast(step(g, p), _numerics.dtype_of(g))
             if _numerics.is_trainable(g) and _numerics.is_trainable(p)
             else g
             for g, p in zip(leaves, column, strict=True)
