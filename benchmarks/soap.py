@@ -117,9 +117,11 @@ class JoptSystem:
         self.step = jax.jit(step).lower(self.params, state, self.grads).compile()
         self.step_copy = jax.jit(step).lower(self.params, state, self.grads).compile()
         timings["jopt_compile_s"] = time.perf_counter() - t0
+        _log(f"jopt: compiled in {timings['jopt_compile_s']:.1f} s")
         t0 = time.perf_counter()
         _, state = jax.block_until_ready(self.step(self.params, state, self.grads))
         timings["jopt_first_s"] = time.perf_counter() - t0
+        _log(f"jopt: first update in {timings['jopt_first_s']:.1f} s")
         self.plain = _with_count(state, PLAIN_COUNT)
         self.refresh = _with_count(state, REFRESH_COUNT)
         self.branch, self.operands = _compiled_branch(state[0])
@@ -182,6 +184,7 @@ class TorchSystem:
         t0 = time.perf_counter()
         self._step()  # the first step: statistics and eigendecompositions only
         timings[f"{kind}_first_s"] = time.perf_counter() - t0
+        _log(f"{kind}: first step in {timings[f'{kind}_first_s']:.1f} s")
         self.nbytes = sum(
             value.numel() * value.element_size()
             for entry in self.optimizer.state.values()
@@ -230,16 +233,24 @@ def _tensors(entry):
 
 def time_rounds(runs: dict, repeats: int) -> dict[str, list[float]]:
     """Seconds per call of every run, one call each per round, in a fresh random order."""
-    for run in runs.values():
+    for name, run in runs.items():
+        t0 = time.perf_counter()
         run()  # warm up
+        _log(f"{name}: warm-up call {time.perf_counter() - t0:.2f} s")
     times = {name: [] for name in runs}
     shuffle = np.random.default_rng(0)
-    for _ in range(repeats):
+    for round_ in range(repeats):
         for name in shuffle.permutation(list(runs)):
             t0 = time.perf_counter()
             runs[name]()
             times[name].append(time.perf_counter() - t0)
+        _log(f"round {round_ + 1} of {repeats} done")
     return times
+
+
+def _log(text: str) -> None:
+    """Progress on stderr (a full CPU run takes long)."""
+    print(f"[{time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
 
 
 RATIOS = (
