@@ -81,6 +81,9 @@ class Reference:
       still_without_gradient: a zero gradient leaves the parameters unchanged when
         ``weight_decay`` is 0 (or absent).
       float32_rtol: tolerance of float32 runs against the float64 reference.
+      matrix_state: besides state shaped like each parameter, the state holds square
+        matrices, one ``(d, d)`` per axis of length ``d`` (SOAP's preconditioners), in
+        a tuple at the parameter's path.
       torch: the torch.optim calls this alias ports.
       decay_arguments: the arguments that shrink the parameters even without a
         gradient (``weight_decay``; ASGD's ``lambd`` too): a configuration with all of
@@ -96,6 +99,7 @@ class Reference:
     needs_value: bool = False
     still_without_gradient: bool = True
     float32_rtol: float = 1e-5
+    matrix_state: bool = False
     torch: tuple[TorchPort, ...] = ()
     decay_arguments: tuple[str, ...] = ("weight_decay",)
     factored: bool = False
@@ -116,6 +120,8 @@ class Reference:
         shapes = {(), shape}
         if self.factored and len(shape) >= 2:
             shapes |= {(*shape[:-1], 1), (*shape[:-2], 1, shape[-1])}
+        if self.matrix_state:  # one square matrix per axis
+            shapes |= {(n, n) for n in shape}
         return shapes
 
     def decays(self, kwargs: Mapping[str, Any]) -> bool:
@@ -763,6 +769,97 @@ def ref_adafactor(
     return init, step
 
 
+def ref_soap(
+    learning_rate=3e-3,
+    *,
+    b1=0.95,
+    b2=0.95,
+    eps=1e-8,
+    weight_decay=0.01,
+    precondition_frequency=10,
+    max_precond_dim=10000,
+    precondition_1d=False,
+    mu_dtype=None,
+    nu_dtype=None,
+):
+    # Vyas et al. 2025, in the order of the authors' code (github nikhilvyas/SOAP): the
+    # first call only accumulates GG and takes its eigenvectors.  Then, with k = t − 1:
+    # project g (tensordot over axis 0, which cycles the axes), Adam moments in the
+    # basis, θ -= η·√(1−β₂ᵏ)/(1−β₁ᵏ)·Q(m/(√v+ε)), θ -= ηλθ (the stepped θ), then m back
+    # to the original space, GG = lerp(GG, Σ g⊗ḡ, 1−β₂), every f-th k one power
+    # iteration (columns sorted by qᴴ·GG·q, v permuted alike, QR), m projected again.
+    # Complex leaves: Hermitian GG, unitary Q, |·|².  The basis is fixed only up to the
+    # sign (phase) and the order of equal eigenvalues, to which the trajectory is blind.
+
+    def preconditioned(p):
+        if p.ndim == 0 or p.size == 0 or (p.ndim == 1 and not precondition_1d):
+            return [False] * p.ndim
+        return [d <= max_precond_dim for d in p.shape]
+
+    def init(p):
+        gg = [
+            np.zeros((d, d), p.dtype) if on else None
+            for d, on in zip(p.shape, preconditioned(p), strict=True)
+        ]
+        return {"m": np.zeros_like(p), "v": np.zeros(np.shape(p)), "GG": gg, "Q": None}
+
+    def project(x, bases, back=False):
+        for q in bases:
+            if q is None:
+                x = np.moveaxis(x, 0, -1)
+            else:
+                x = (
+                    np.tensordot(x, q, axes=([0], [1]))
+                    if back
+                    else np.tensordot(x, q.conj(), axes=([0], [0]))
+                )
+        return x
+
+    def statistic(g, axis):
+        a = np.moveaxis(g, axis, 0).reshape(g.shape[axis], -1)
+        return a @ a.conj().T
+
+    def accumulate(gg, g):
+        return [
+            None if s is None else s + (1 - b2) * (statistic(g, i) - s) for i, s in enumerate(gg)
+        ]
+
+    def eigenvectors(s):
+        _, vectors = np.linalg.eigh(s + 1e-30 * np.eye(len(s)))
+        return vectors[:, ::-1]
+
+    def power_iteration(gg, bases, v):
+        new = []
+        for axis, (s, q) in enumerate(zip(gg, bases, strict=True)):
+            if s is None:
+                new.append(None)
+                continue
+            order = np.argsort(-np.diag(q.conj().T @ s @ q).real, kind="stable")
+            v = np.take(v, order, axis=axis)
+            new.append(np.linalg.qr(s @ q[:, order])[0])
+        return new, v
+
+    def step(p, g, s, t):
+        if t == 1:
+            gg = accumulate(s["GG"], g)
+            return p, {**s, "GG": gg, "Q": [None if x is None else eigenvectors(x) for x in gg]}
+        k, bases = t - 1, s["Q"]
+        g_rotated = project(g, bases)
+        m = b1 * s["m"] + (1 - b1) * g_rotated
+        v = b2 * s["v"] + (1 - b2) * sq(g_rotated)
+        step_size = learning_rate * np.sqrt(1 - b2**k) / (1 - b1**k)
+        p = p - step_size * project(m / (np.sqrt(v) + eps), bases, back=True)
+        p = p - learning_rate * weight_decay * p
+        m = project(m, bases, back=True)
+        gg = accumulate(s["GG"], g)
+        if k % precondition_frequency == 0:
+            bases, v = power_iteration(gg, bases, v)
+        m = project(m, bases)
+        return p, {"m": stored(m, mu_dtype), "v": stored(v, nu_dtype), "GG": gg, "Q": bases}
+
+    return init, step
+
+
 # --- torch.optim ports ---------------------------------------------------------------------
 
 _SGD_STATE = {"momentum_buffer": "trace"}
@@ -1253,6 +1350,28 @@ REFERENCES: Mapping[str, Reference] = MappingProxyType(
                     {"row_var": "nu_row", "col_var": "nu_col", "variance": "nu", "step": "count"},
                 ),
             ),
+        ),
+        "soap": Reference(
+            ref_soap,
+            configs=(
+                # precondition_1d stays off here: the generic gradient test runs on a 1-D
+                # leaf, whose first statistic g·gᵀ has a repeated eigenvalue 0 (eigh is not
+                # differentiable there, and the basis in that eigenspace is arbitrary).
+                {
+                    "learning_rate": 0.02,
+                    "b1": 0.9,
+                    "b2": 0.9,
+                    "eps": 1e-6,
+                    "weight_decay": 0.05,
+                    "precondition_frequency": 3,
+                },
+                {"learning_rate": 0.02},
+                {"learning_rate": 0.02, "weight_decay": 0.0, "precondition_frequency": 2},
+                {"learning_rate": 0.02, "max_precond_dim": 2, "precondition_frequency": 2},
+                {"learning_rate": 0.02, "precondition_1d": True, "precondition_frequency": 2},
+                {"learning_rate": 0.02, "mu_dtype": jnp.bfloat16, "nu_dtype": jnp.float32},
+            ),
+            matrix_state=True,
         ),
     }
 )

@@ -285,7 +285,8 @@ def _check_odd_step(name, kwargs, optimizer, params, step):
     # No state for the untrained leaves: where a state tree mirrors the params, their
     # place holds None, and no state leaf has their shapes.  (A trained leaf's place
     # may hold None too: in the state of a parameter group that does not train it, as
-    # under jopt.partition, or in a factored state's field it does not use.)
+    # under jopt.partition, in a factored state's field it does not use, or in the
+    # matrix slot of an axis that has none.)
     shapes = REFERENCES[name].state_shapes((3, 2))
     for tree in (state, new_state):
         flat = jax.tree_util.tree_flatten_with_path(tree, is_leaf=lambda x: x is None)[0]

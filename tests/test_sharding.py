@@ -90,10 +90,12 @@ def _mixed_params(mesh, rng):
 
 
 def _per_param_leaves(state, params):
-    """(state leaf, its param) and the 0-d leaves, found from the state's paths.
+    """(state leaf, its param) and the replicated leaves, found from the state's paths.
 
     Every per-parameter state tree of jopt is a dict keyed like ``params``; the last
-    key of a leaf's path names its parameter.
+    key of a leaf's path names its parameter.  Replicated: the 0-d leaves, and the
+    per-axis matrices of ``matrix_state`` optimizers (SOAP's), a tuple at the
+    parameter's key.
     """
     per_param, scalars = [], []
     for path, leaf in jax.tree_util.tree_flatten_with_path(state)[0]:
@@ -101,7 +103,14 @@ def _per_param_leaves(state, params):
         if isinstance(last, jax.tree_util.DictKey) and last.key in params:
             per_param.append((jax.tree_util.keystr(path), leaf, params[last.key]))
         else:
-            assert np.ndim(leaf) == 0, f"{jax.tree_util.keystr(path)}: unexpected leaf"
+            owner = path[-2] if len(path) > 1 else None
+            matrix = (
+                isinstance(last, jax.tree_util.SequenceKey)
+                and isinstance(owner, jax.tree_util.DictKey)
+                and owner.key in params
+                and np.shape(leaf) == (params[owner.key].shape[last.idx],) * 2
+            )
+            assert np.ndim(leaf) == 0 or matrix, f"{jax.tree_util.keystr(path)}: unexpected leaf"
             scalars.append((jax.tree_util.keystr(path), leaf))
     # Plain SGD keeps no state at all; every other optimizer here keeps some per leaf.
     assert per_param or not jax.tree.leaves(state), "no per-parameter state found"

@@ -466,6 +466,7 @@ def main(argv=None) -> None:
         __import__("golden_modern").write(args.out / "modern")
         __import__("golden_adam_like").write(args.out / "adam_like")
         __import__("golden_muon").write(args.out / "muon")
+        __import__("golden_soap").write(args.out / "soap")  # needs SOAP_REFERENCE
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ from jopt.optimizers._lecture import (
 from jopt.optimizers._modern import lamb, lars, lion
 from jopt.optimizers._muon import muon
 from jopt.optimizers._quasi_newton import lbfgs
+from jopt.optimizers._soap import soap
 from jopt.optimizers._torch import adafactor, asgd, nadam, radam, rprop
 
 # (name, factory, demo learning rate).  The papers' defaults for the adaptive methods,
@@ -61,6 +62,7 @@ _REGISTRY: tuple[tuple[str, Callable[..., GradientTransformation], float], ...] 
     ("asgd", asgd, 1e-2),
     ("rprop", rprop, 1e-2),
     ("adafactor", adafactor, 1e-2),
+    ("soap", soap, 3e-3),
     ("lbfgs", lbfgs, 1.0),
 )
 

@@ -63,3 +63,7 @@ __all__ = [
     *_asgd,
     *_factored,
 ]
+from jopt.transforms._soap import *  # noqa: F403
+from jopt.transforms._soap import __all__ as _soap
+
+__all__ = [*_scaling, *_momentum, *_adaptive, *_adam, *_soap]
