@@ -29,6 +29,13 @@ Adding an optimizer ``foo``
    edit in any test module.
 4. If the optimizer takes a hyperparameter name that no optimizer took before, give it
    a range in :data:`PROPERTY_RANGES` when the vocabulary's range is unbounded.
+
+An optimizer whose step couples the leaves (Prodigy's estimate of d sums over all of
+them) cannot be restated per leaf.  Its entry sets ``whole_tree=True`` and its rule
+works on the list of leaves: ``init(leaves) -> state`` and
+``step(leaves, grads, state, t) -> (new_leaves, new_state)``.  The generic tests call
+every reference through :meth:`Reference.tree_rule`, which gives per-leaf rules that
+form too.
 """
 
 from __future__ import annotations
@@ -80,6 +87,8 @@ class Reference:
         ``weight_decay`` is 0 (or absent).
       float32_rtol: tolerance of float32 runs against the float64 reference.
       torch: the torch.optim calls this alias ports.
+      whole_tree: the rule steps the list of all leaves at once (see the module
+        docstring), for optimizers whose leaves are coupled.
     """
 
     rule: Callable[..., tuple[Callable, Callable]]
@@ -89,6 +98,28 @@ class Reference:
     still_without_gradient: bool = True
     float32_rtol: float = 1e-5
     torch: tuple[TorchPort, ...] = ()
+    whole_tree: bool = False
+
+    def tree_rule(self, **kwargs: Any) -> tuple[Callable, Callable]:
+        """``(init, step)`` over a list of leaves, whatever form the rule has.
+
+        ``init(leaves) -> state`` and ``step(leaves, grads, state, t, **extra) ->
+        (new_leaves, new_state)``; a per-leaf rule is applied to each leaf in turn.
+        """
+        init, step = self.rule(**kwargs)
+        if self.whole_tree:
+            return init, step
+
+        def tree_init(leaves):
+            return [init(p) for p in leaves]
+
+        def tree_step(leaves, grads, states, t, **extra):
+            results = [
+                step(p, g, s, t, **extra) for p, g, s in zip(leaves, grads, states, strict=True)
+            ]
+            return [r[0] for r in results], [r[1] for r in results]
+
+        return tree_init, tree_step
 
     @property
     def main(self) -> Mapping[str, Any]:
