@@ -26,6 +26,7 @@ from jopt.optimizers._lecture import (
     rmsprop,
     sgd,
 )
+from jopt.optimizers._tuning_free import prodigy, schedule_free_adamw, schedule_free_sgd
 
 # (name, factory, demo learning rate).  The papers' defaults for the adaptive methods,
 # 0.1 for SGD, and momentum and Nesterov at 0.01 with γ = 0.9: the same effective step
@@ -40,6 +41,9 @@ _REGISTRY: tuple[tuple[str, Callable[..., GradientTransformation], float], ...] 
     ("adam", adam, 1e-3),
     ("adamax", adamax, 2e-3),
     ("adamw", adamw, 1e-3),
+    ("schedule_free_adamw", schedule_free_adamw, 2.5e-3),
+    ("schedule_free_sgd", schedule_free_sgd, 1.0),
+    ("prodigy", prodigy, 1.0),
 )
 
 ALL: Mapping[str, Callable[..., GradientTransformation]] = MappingProxyType(

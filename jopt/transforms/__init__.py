@@ -18,7 +18,11 @@ from jopt.transforms._adaptive import *  # noqa: F403
 from jopt.transforms._adaptive import __all__ as _adaptive
 from jopt.transforms._momentum import *  # noqa: F403
 from jopt.transforms._momentum import __all__ as _momentum
+from jopt.transforms._prodigy import *  # noqa: F403
+from jopt.transforms._prodigy import __all__ as _prodigy
 from jopt.transforms._scaling import *  # noqa: F403
 from jopt.transforms._scaling import __all__ as _scaling
+from jopt.transforms._schedule_free import *  # noqa: F403
+from jopt.transforms._schedule_free import __all__ as _schedule_free
 
-__all__ = [*_scaling, *_momentum, *_adaptive, *_adam]
+__all__ = [*_scaling, *_momentum, *_adaptive, *_adam, *_schedule_free, *_prodigy]
