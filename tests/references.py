@@ -330,7 +330,8 @@ def _ref_schedule_free(learning_rate, b1, weight_decay, warmup_steps, r, power, 
         return {"z": p, "v": np.zeros(np.shape(p)), "lr_max": 0.0, "weights": 0.0}
 
     def step(y, g, s, t):
-        gamma = learning_rate * (min(1.0, t / warmup_steps) if warmup_steps else 1.0)
+        eta = learning_rate(t - 1) if callable(learning_rate) else learning_rate
+        gamma = eta * (min(1.0, t / warmup_steps) if warmup_steps else 1.0)
         lr_max = max(s["lr_max"], gamma)
         weight = t**r * lr_max**power
         weights = s["weights"] + weight
@@ -416,11 +417,14 @@ def ref_prodigy(
                 "v": [np.zeros(np.shape(p)) for p in leaves], "x0": list(leaves)}  # fmt: skip
 
     def step(leaves, grads, state, t):
-        if learning_rate <= 0:
+        # A schedule is read at the number of earlier updates, t − 1, as a torch LR
+        # scheduler stepped after every optimizer step.
+        eta = learning_rate(t - 1) if callable(learning_rate) else learning_rate
+        if eta <= 0:
             return leaves, state  # prodigyopt skips the group: nothing changes
         d, k = state["d"], state["k"]
         rho = math.sqrt(1 - b2 ** (k + 1)) / (1 - b1 ** (k + 1)) if use_bias_correction else 1
-        gamma = d * learning_rate * rho
+        gamma = d * eta * rho
         r, denominator, m, v, s = beta3 * state["r"], 0.0, [], [], []
         for x, g, mi, vi, si, x0 in zip(leaves, grads, state["m"], state["v"], state["s"],
                                         state["x0"], strict=True):  # fmt: skip
@@ -719,7 +723,7 @@ REFERENCES: Mapping[str, Reference] = MappingProxyType(
                     "use_bias_correction": True,
                 },
                 {"learning_rate": 1.0},
-                {"learning_rate": 1.0, "safeguard_warmup": True, "b3": 0.95},
+                {"learning_rate": 0.5, "safeguard_warmup": True, "b3": 0.95},
                 {"learning_rate": 1.0, "b1": 0.0},
                 {"learning_rate": 1.0, "mu_dtype": jnp.bfloat16, "nu_dtype": jnp.float32},
             ),

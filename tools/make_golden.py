@@ -337,6 +337,7 @@ def main(argv=None) -> None:
         print(f"{path.name:34s} loss {first:.4f} -> {last:.4f}  ({path.stat().st_size} bytes)")
     if not args.names:  # a full run also writes schedules/ (tools/golden_schedules.py)
         __import__("golden_schedules").write(args.out / "schedules")
+        __import__("golden_tuning_free").write(args.out / "tuning_free")
 
 
 if __name__ == "__main__":

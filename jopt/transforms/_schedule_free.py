@@ -180,9 +180,12 @@ def schedule_free_eval_params(state: Any, params: Any) -> Any:
             f"state holds no ScaleByScheduleFreeState (got {type(state).__name__}): pass "
             f"the state of a schedule-free optimizer"
         )
-    leaves, treedef, columns = _align.align(
-        params, [(f"state{path}.z_minus_y", s.z_minus_y) for path, s in found]
-    )
+    try:
+        leaves, treedef, columns = _align.align(
+            params, [(f"state{path}.z_minus_y", s.z_minus_y) for path, s in found]
+        )
+    except ValueError as error:  # align names its first tree "updates": here the params
+        raise ValueError(str(error).replace("updates", "params")) from None
     out = list(leaves)
     covered = [None] * len(leaves)
     for (path, s), column in zip(found, columns, strict=True):
