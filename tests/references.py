@@ -323,11 +323,12 @@ def ref_adamax(
 
 def _ref_schedule_free(learning_rate, b1, weight_decay, warmup_steps, r, power, mu_dtype, adam):
     # Defazio et al. 2024, with the schedulefree package's choices: γₜ = η·min(1, t/T),
-    # averaging weight tʳ·(max γ)^p, decay λ·y inside the base direction.  x is
-    # recovered from y and z as the package's eval() does, then z ← z − γ·d,
-    # x ← (1 − c)·x + c·z, y = (1 − β)·z + β·x.  z − y is what jopt stores (in mu_dtype).
+    # averaging weight tʳ·(max γ)^p, decay λ·y inside the base direction; then
+    # z ← z − γ·d, x ← (1 − c)·x + c·z, y = (1 − β)·z + β·x.  jopt stores z − x before
+    # the average moves (in mu_dtype): z and x are rebuilt from y and that stored value.
     def init(p):
-        return {"z": p, "v": np.zeros(np.shape(p)), "lr_max": 0.0, "weights": 0.0}
+        return {"m": np.zeros_like(p), "c": 0.0, "v": np.zeros(np.shape(p)), "lr_max": 0.0,
+                "weights": 0.0}  # fmt: skip
 
     def step(y, g, s, t):
         eta = learning_rate(t - 1) if callable(learning_rate) else learning_rate
@@ -345,12 +346,13 @@ def _ref_schedule_free(learning_rate, b1, weight_decay, warmup_steps, r, power, 
         else:
             direction = g
         direction = direction + weight_decay * y
-        x = (y - (1 - b1) * s["z"]) / b1
-        z = s["z"] - gamma * direction
+        z_minus_x = (1 - s["c"]) * s["m"]
+        z, x = y + b1 * z_minus_x, y - (1 - b1) * z_minus_x
+        z = z - gamma * direction
+        m = z - x
         x = (1 - c) * x + c * z
-        y = (1 - b1) * z + b1 * x
-        state = {"z": y + stored(z - y, mu_dtype), "v": v, "lr_max": lr_max, "weights": weights}
-        return y, state
+        state = {"m": stored(m, mu_dtype), "c": c, "v": v, "lr_max": lr_max, "weights": weights}
+        return (1 - b1) * z + b1 * x, state
 
     return init, step
 

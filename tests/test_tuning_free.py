@@ -65,8 +65,10 @@ def load(name: str) -> dict:
 
 
 def _z(state, params, key):
-    """schedulefree's z: jopt keeps z − y."""
-    return params[key] + fields_named(state, "z_minus_y")[0][key]
+    """schedulefree's z, ``y + β·(1 − c)·m``: jopt keeps m = z − x before the average."""
+    [sf] = fields_named(state, "z_minus_previous_x")
+    [b1], [ckp1] = fields_named(state, "b1"), fields_named(state, "ckp1")
+    return params[key] + b1 * (1 - ckp1) * sf[key]
 
 
 _SCHEDULE_FREE_GROUP = {"k": "count", **{n: n for n in ("lr_max", "weight_sum", "scheduled_lr")}}
@@ -201,7 +203,7 @@ def replay(record: dict, optimizer, eval_params=jopt.schedule_free_eval_params) 
             field = group_fields[name]
             values = [np.asarray(v) for v in fields_named(state, field)]
             assert values, f"no field {field}"
-            for value in values:  # schedule-free AdamW counts in two blocks
+            for value in values:  # every count of a chain is the package's k
                 note(f"group/{name}", value, expected)
     return errors
 
@@ -399,9 +401,9 @@ def test_eval_params_under_partition_and_injection(rng):
         params = jopt.apply_updates(params, updates)
     x = jopt.schedule_free_eval_params(state, params)
     np.testing.assert_array_equal(x["b"], params["b"])  # Adam's leaf: as given
-    # x = y + (1 − 1/β)·(z − y), here with β = 0.5: y − (z − y).
-    z_minus_y = jopt.tree_get(state, "z_minus_y")["a"]
-    np.testing.assert_allclose(x["a"], params["a"] - z_minus_y, rtol=1e-14)
+    # x = y − (1 − β)·(1 − c)·m, here with β = 0.5 and c = 1/3 (three equal weights).
+    m = jopt.tree_get(state, "z_minus_previous_x")["a"]
+    np.testing.assert_allclose(x["a"], params["a"] - 0.5 * (2 / 3) * m, rtol=1e-14)
     assert not np.allclose(x["a"], params["a"])
 
 
@@ -409,11 +411,25 @@ def test_eval_params_refuses_what_it_cannot_do():
     params = jnp.ones(2)
     with pytest.raises(ValueError, match="no ScaleByScheduleFreeState"):
         jopt.schedule_free_eval_params(jopt.adam().init(params), params)
-    polyak = jopt.schedule_free_sgd(0.1, momentum=0.0)
-    with pytest.raises(ValueError, match="b1 is 0"):
-        jopt.schedule_free_eval_params(polyak.init(params), params)
-    with pytest.raises(ValueError, match=r"^params: shape \(3,\) vs state\[0\]\.z_minus_y \(2,\)"):
+    with pytest.raises(
+        ValueError, match=r"^params: shape \(3,\) vs state\[0\]\.z_minus_previous_x"
+    ):
         jopt.schedule_free_eval_params(jopt.schedule_free_sgd().init(params), jnp.ones(3))
+
+
+def test_eval_params_with_b1_zero_is_the_average_of_the_iterates(rng):
+    """β = 0 (SGDScheduleFree refuses it) is Polyak averaging: y = z are the SGD
+    iterates and x, with constant weights, is their plain mean (after each update)."""
+    optimizer = jopt.schedule_free_sgd(0.1, momentum=0.0)
+    params = jnp.asarray(rng.normal(size=4))
+    state, iterates = optimizer.init(params), []
+    for _ in range(5):
+        grads = params - jnp.asarray(rng.normal(size=4))
+        updates, state = optimizer.update(grads, state, params)
+        params = jopt.apply_updates(params, updates)
+        iterates.append(np.asarray(params))
+    x = jopt.schedule_free_eval_params(state, params)
+    np.testing.assert_allclose(x, np.mean(iterates, axis=0), rtol=1e-13)
 
 
 def test_prodigy_d_reads_the_estimate():
@@ -497,8 +513,8 @@ def test_state_bytes_are_exact(name, kwargs, per_leaf):
                         else jnp.promote_types(dtype, jnp.complex64)
                     )
                 expected += p.size * jnp.dtype(dtype).itemsize
-        # Scalars: schedule-free keeps a count per block (2 for AdamW) and b1, lr_max,
-        # weight_sum, scheduled_lr; Prodigy two counts and d, d_max, d_numerator.
-        scalars = {"schedule_free_adamw": 2 * 4 + 4 * 4, "schedule_free_sgd": 4 + 4 * 4}
+        # Scalars: schedule-free keeps a count and b1, lr_max, weight_sum, scheduled_lr,
+        # ckp1, previous_ckp1; Prodigy two counts and d, d_max, d_numerator.
+        scalars = {"schedule_free_adamw": 4 + 6 * 4, "schedule_free_sgd": 4 + 6 * 4}
         expected += scalars.get(name, 2 * 4 + 3 * 4)
         assert _bytes(state) == expected

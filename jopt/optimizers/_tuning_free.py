@@ -11,26 +11,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import jax.numpy as jnp
-
-from jopt._block import Field, abs_sq, block
 from jopt._core import GradientTransformation, ScalarOrSchedule, chain
 from jopt._validation import check
 from jopt.optimizers._common import weight_decay_block
-from jopt.transforms import ScaleByRmsWithCountState, scale_by_prodigy, scale_by_schedule_free
+from jopt.transforms import scale_by_prodigy, scale_by_schedule_free, scale_by_schedule_free_adamw
 
 __all__ = ["prodigy", "schedule_free_adamw", "schedule_free_sgd"]
-
-
-def _normalized_by_second_moment(b2, eps, nu_dtype) -> GradientTransformation:
-    """``v ← β₂·v + (1 − β₂)·|g|²``, ``u = g / (√(v / (1 − β₂ᵗ)) + ε)``: Adam without m."""
-    check(b2=b2, eps=eps, nu_dtype=nu_dtype)
-
-    def rule(g, s):
-        nu = b2 * s.nu + (1 - b2) * abs_sq(g)
-        return g / (jnp.sqrt(nu / (1 - b2**s.count)) + eps), s._replace(nu=nu)
-
-    return block(ScaleByRmsWithCountState, rule, nu=Field.zeros(nu_dtype, real=True))
 
 
 def schedule_free_adamw(
@@ -63,24 +49,23 @@ def schedule_free_adamw(
     is needed; ``learning_rate`` may still be one (evaluated at the number of earlier
     updates, then warmed up).
 
-    Chain: ``second-moment scaling → [add_decayed_weights(λ)] →
-    scale_by_schedule_free(η, b1, warmup_steps, r, weight_lr_power)``.
-    State: ``ScaleByRmsWithCountState`` (``nu``: ``exp_avg_sq``, stored in
-    ``nu_dtype``; ``count``: ``k``) and ``ScaleByScheduleFreeState`` (``z_minus_y``:
-    ``z − y``, stored in ``mu_dtype``; ``lr_max``, ``weight_sum``, ``scheduled_lr``).
-    Same memory as AdamW: ``z − y`` takes the place of the first moment.
+    Block: :func:`jopt.scale_by_schedule_free_adamw`.  State:
+    ``ScaleByScheduleFreeAdamwState`` (``nu``: ``exp_avg_sq``, stored in ``nu_dtype``;
+    ``z_minus_previous_x``: z − x before the average moves, stored in ``mu_dtype``;
+    ``lr_max``, ``weight_sum``, ``scheduled_lr``, ``ckp1``; ``count``: ``k``).  Same
+    memory as AdamW: m takes the place of the first moment.
     """
-    return chain(
-        _normalized_by_second_moment(b2, eps, nu_dtype),
-        *weight_decay_block(weight_decay),
-        scale_by_schedule_free(
-            learning_rate,
-            b1=b1,
-            warmup_steps=warmup_steps,
-            r=r,
-            weight_lr_power=weight_lr_power,
-            mu_dtype=mu_dtype,
-        ),
+    return scale_by_schedule_free_adamw(
+        learning_rate,
+        b1=b1,
+        b2=b2,
+        eps=eps,
+        weight_decay=weight_decay,
+        warmup_steps=warmup_steps,
+        r=r,
+        weight_lr_power=weight_lr_power,
+        mu_dtype=mu_dtype,
+        nu_dtype=nu_dtype,
     )
 
 
@@ -104,12 +89,12 @@ def schedule_free_sgd(
     with γₜ, cₜ as there.  Evaluate at x with ``jopt.schedule_free_eval_params`` (and
     recompute batch-norm statistics there).  ``schedulefree``'s ``SGDScheduleFree``
     step for step, with its defaults (η = 1.0, β = 0.9); it refuses ``momentum=0``,
-    which jopt accepts (y = z: Polyak averaging, but x is then not recoverable).
+    which jopt accepts (y = z: Polyak averaging, with x its average).
 
     Chain: ``[add_decayed_weights(λ)] → scale_by_schedule_free(η, b1=momentum, …)``.
-    State: ``ScaleByScheduleFreeState`` (``z_minus_y``: ``z − y``, stored in
-    ``mu_dtype``, the memory of a momentum buffer; ``lr_max``, ``weight_sum``,
-    ``scheduled_lr``; ``count``: ``k``).
+    State: ``ScaleByScheduleFreeState`` (``z_minus_previous_x``: z − x before the
+    average moves, stored in ``mu_dtype``, the memory of a momentum buffer; ``lr_max``,
+    ``weight_sum``, ``scheduled_lr``, ``ckp1``; ``count``: ``k``).
     """
     check(momentum=momentum)
     return chain(

@@ -180,7 +180,8 @@ def scale_by_prodigy(
             mu=Field.zeros(mu_dtype).build(params) if first_moment else (),
             nu=Field.zeros(nu_dtype, real=True).build(params),
             s=Field.zeros().build(params),
-            p0=Field.params().build(params),
+            # A copy, not the params' own buffers: both can then be donated to a step.
+            p0=jax.tree.map(jnp.copy, Field.params().build(params)),
         )
 
     def update(updates, state, params=None, **extra_args):
