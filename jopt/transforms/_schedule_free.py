@@ -218,7 +218,8 @@ def scale_by_schedule_free_adamw(
     The arguments and the computation are :func:`jopt.schedule_free_adamw`'s.  One
     block rather than a chain, so that dₜ is computed where each of its two uses is
     (the new m and the step of y): shared, it would be a third array written and read
-    back at every step.  Needs ``params`` when ``weight_decay`` is not a literal 0.
+    back at every step.  Needs ``params`` when ``weight_decay`` is not a literal 0; a
+    ``weight_decay`` schedule is evaluated, as a float, at the number of earlier updates.
 
     Returns:
       The transformation; its state is a :class:`ScaleByScheduleFreeAdamwState`.
