@@ -113,20 +113,17 @@ def extra_args(name: str, value: Any = 1.0) -> dict[str, Any]:
 def run_reference(name: str, kwargs: Mapping[str, Any], params, noise_list, dtype=np.float64):
     """The reference's parameter trajectory (a list of leaf lists), in ``dtype``."""
     reference = REFERENCES[name]
-    init, step = reference.rule(**kwargs)
+    init, step = reference.tree_rule(**kwargs)
     leaves = [np.asarray(leaf, dtype) for leaf in jax.tree.leaves(params)]
-    states = [init(p) for p in leaves]
+    state = init(leaves)
     trajectory = []
     for t, noise in enumerate(noise_list, start=1):
         noise_leaves = [np.asarray(n, dtype) for n in jax.tree.leaves(noise)]
         extra = {}
         if reference.needs_value:
             extra["value"] = float(loss_value(leaves, noise_leaves))
-        results = [
-            step(p, gradient(p, n), s, t, **extra)
-            for p, n, s in zip(leaves, noise_leaves, states, strict=True)
-        ]
-        leaves, states = [r[0] for r in results], [r[1] for r in results]
+        grads = [gradient(p, n) for p, n in zip(leaves, noise_leaves, strict=True)]
+        leaves, state = step(leaves, grads, state, t, **extra)
         trajectory.append(leaves)
     return trajectory
 

@@ -81,8 +81,8 @@ def test_unknown_keyword_arguments_are_ignored(name, rng):
     state = optimizer.init(params)
     extra = {"value": 1.0, "grad": grads, "whatever": "x", **extra_args(name)}
     updates, _ = optimizer.update(grads, state, params, **extra)
-    init, step = REFERENCES[name].rule(**kwargs)
-    expected, _ = step(params, grads, init(params), 1, **extra_args(name))
+    init, step = REFERENCES[name].tree_rule(**kwargs)
+    [expected], _ = step([params], [grads], init([params]), 1, **extra_args(name))
     np.testing.assert_allclose(params + updates, expected, rtol=1e-12)
 
 

@@ -296,10 +296,11 @@ def _check_odd_step(name, kwargs, optimizer, params, step):
                 assert leaf is None, key
             else:
                 assert leaf is None or np.shape(leaf) in shapes, key
-    # The float64 leaf took exactly the reference's first step.
-    init, ref_step = REFERENCES[name].rule(**kwargs)
+    # The float64 leaf took exactly the reference's first step (Prodigy's first step
+    # is the same whatever the other leaves are).
+    init, ref_step = REFERENCES[name].tree_rule(**kwargs)
     w = params["w"]
-    expected, _ = ref_step(w, w, init(w), 1, **extra_args(name))
+    [expected], _ = ref_step([w], [w], init([w]), 1, **extra_args(name))
     np.testing.assert_allclose(new_params["w"], expected, rtol=1e-10, err_msg=str(kwargs))
     return new_params
 

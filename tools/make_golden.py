@@ -467,6 +467,7 @@ def main(argv=None) -> None:
         __import__("golden_adam_like").write(args.out / "adam_like")
         __import__("golden_muon").write(args.out / "muon")
         __import__("golden_soap").write(args.out / "soap")  # needs SOAP_REFERENCE
+        __import__("golden_tuning_free").write(args.out / "tuning_free")
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ from jopt.optimizers._muon import muon
 from jopt.optimizers._quasi_newton import lbfgs
 from jopt.optimizers._soap import soap
 from jopt.optimizers._torch import adafactor, asgd, nadam, radam, rprop
+from jopt.optimizers._tuning_free import prodigy, schedule_free_adamw, schedule_free_sgd
 
 # (name, factory, demo learning rate).  The papers' defaults for the adaptive methods,
 # 0.1 for SGD, and momentum and Nesterov at 0.01 with γ = 0.9: the same effective step
@@ -63,6 +64,9 @@ _REGISTRY: tuple[tuple[str, Callable[..., GradientTransformation], float], ...] 
     ("rprop", rprop, 1e-2),
     ("adafactor", adafactor, 1e-2),
     ("soap", soap, 3e-3),
+    ("schedule_free_adamw", schedule_free_adamw, 2.5e-3),
+    ("schedule_free_sgd", schedule_free_sgd, 1.0),
+    ("prodigy", prodigy, 1.0),
     ("lbfgs", lbfgs, 1.0),
 )
 

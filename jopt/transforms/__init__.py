@@ -67,3 +67,11 @@ from jopt.transforms._soap import *  # noqa: F403
 from jopt.transforms._soap import __all__ as _soap
 
 __all__ = [*_scaling, *_momentum, *_adaptive, *_adam, *_soap]
+from jopt.transforms._prodigy import *  # noqa: F403
+from jopt.transforms._prodigy import __all__ as _prodigy
+from jopt.transforms._scaling import *  # noqa: F403
+from jopt.transforms._scaling import __all__ as _scaling
+from jopt.transforms._schedule_free import *  # noqa: F403
+from jopt.transforms._schedule_free import __all__ as _schedule_free
+
+__all__ = [*_scaling, *_momentum, *_adaptive, *_adam, *_schedule_free, *_prodigy]
