@@ -444,6 +444,7 @@ def test_keyboard_interrupt_returns_what_was_trained(rng):
         batch_size=4,
         epochs=10,
         key=jax.random.key(0),
+        steps_per_call=1,
         progress=False,
         callback=callback,
     )

@@ -33,12 +33,16 @@ from jopt.training._fit import fit
 from jopt.training._history import History
 from jopt.training._range_test import LRRangeTest, lr_range_test
 from jopt.training._step import make_step
+from jopt.training._sweep import sweep
+from jopt.training._sweep_result import SweepResult
 
 __all__ = [
     "History",
     "LRRangeTest",
+    "SweepResult",
     "batches",
     "fit",
     "lr_range_test",
     "make_step",
+    "sweep",
 ]
