@@ -19,12 +19,10 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import math
-import os
 import sys
 import textwrap
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -32,6 +30,14 @@ import jax
 import jopt
 from jopt import optimizers
 from jopt.lecture import _output, digits, table
+from jopt.lecture._cli_flags import (
+    OneLineParser,
+    batch_size,
+    check_plot_path,
+    int_at_least,
+    optimizer_list,
+    positive_float,
+)
 from jopt.lecture._extras import MissingExtra, require
 from jopt.lecture.compare import compare
 from jopt.lecture.roster import LECTURE_OPTIMIZERS
@@ -43,53 +49,6 @@ DEFAULT_SEEDS = 3
 
 
 # --- flags ---------------------------------------------------------------------------
-
-
-def _optimizer_list(text: str) -> tuple[str, ...]:
-    names = tuple(name.strip().lower() for name in text.split(",") if name.strip())
-    if not names:
-        raise argparse.ArgumentTypeError("expected a comma-separated list of optimizer names")
-    if names == ("all",):
-        return tuple(optimizers.ALL)
-    unknown = [name for name in names if name not in optimizers.ALL]
-    if unknown:
-        raise argparse.ArgumentTypeError(
-            f"unknown optimizer {', '.join(map(repr, unknown))}; "
-            f"choose from {', '.join(optimizers.ALL)}, or all"
-        )
-    repeated = sorted({name for name in names if names.count(name) > 1})
-    if repeated:
-        raise argparse.ArgumentTypeError(f"{', '.join(map(repr, repeated))} listed twice")
-    return names
-
-
-def _int_at_least(minimum: int, what: str) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be {what}, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be {what}, got {value}")
-        return value
-
-    return parse
-
-
-def _batch_size(text: str) -> int | None:
-    if text.strip().lower() == "full":
-        return None
-    return _int_at_least(1, "a positive integer or 'full'")(text)
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
-    return value
 
 
 def _epilog() -> str:
@@ -126,7 +85,7 @@ python -m jopt bench --help: the fair race of every optimizer on four workloads.
 
 def build_parser() -> argparse.ArgumentParser:
     """The flags of ``python -m jopt``."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="python -m jopt",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description=(
@@ -138,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--optimizers",
-        type=_optimizer_list,
+        type=optimizer_list,
         default=LECTURE_OPTIMIZERS,
         metavar="NAMES",
         help=f"comma-separated, from {', '.join(optimizers.ALL)}, or all "
@@ -146,26 +105,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--epochs",
-        type=_int_at_least(1, "a positive integer"),
+        type=int_at_least(1, "a positive integer"),
         default=DEFAULT_EPOCHS,
         help=f"passes over the training set (default: {DEFAULT_EPOCHS})",
     )
     parser.add_argument(
         "--batch-size",
-        type=_batch_size,
+        type=batch_size,
         default=DEFAULT_BATCH_SIZE,
         metavar="N",
         help=f"1 = SGD, N = mini-batch, 'full' = batch GD (default: {DEFAULT_BATCH_SIZE})",
     )
     parser.add_argument(
         "--seed",
-        type=_int_at_least(0, "a non-negative integer"),
+        type=int_at_least(0, "a non-negative integer"),
         default=0,
         help="seeds the split, and the key every run's seed is drawn from (default: 0)",
     )
     parser.add_argument(
         "--seeds",
-        type=_int_at_least(1, "a positive integer"),
+        type=int_at_least(1, "a positive integer"),
         default=DEFAULT_SEEDS,
         metavar="N",
         help="runs per optimizer (initial weights, batch order), reported as mean +- std "
@@ -173,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--target-loss",
-        type=_positive_float,
+        type=positive_float,
         default=DEFAULT_TARGET_LOSS,
         metavar="LOSS",
         help=f"the training loss to reach (default: {DEFAULT_TARGET_LOSS})",
@@ -186,13 +145,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # --- main ----------------------------------------------------------------------------
-
-
-def _check_plot_path(parser: argparse.ArgumentParser, path: str | None) -> None:
-    if path is not None:
-        folder = os.path.dirname(os.path.abspath(path))
-        if not os.path.isdir(folder):
-            parser.error(f"--plot: folder {folder!r} does not exist")
 
 
 def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, Any]:
@@ -267,7 +219,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return bench.main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
-    _check_plot_path(parser, args.plot)
+    check_plot_path(parser, args.plot)
     try:
         report = _run(parser, args)
     except MissingExtra as error:
