@@ -188,8 +188,9 @@ def test_bad_flags_exit_with_code_2_and_say_why(capsys, argv, message):
         cli.main(argv)
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
-    assert err.startswith("usage: python -m jopt")
-    assert f"python -m jopt: error: {message}" in err
+    assert err.count("\n") == 1  # one line
+    assert err.startswith(f"python -m jopt: error: {message}")
+    assert err.endswith("(python -m jopt --help lists the flags)\n")
 
 
 def test_bad_flag_exit_status_of_the_process():

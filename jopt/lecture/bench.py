@@ -204,8 +204,8 @@ def profile_scores(times: dict[str, dict[str, float]], tau_max: float = TAU_MAX)
 
 def profile(ratios: dict[str, float], taus: np.ndarray) -> np.ndarray:
     """``ρ(τ)`` at each of `taus`: the fraction of workloads with ratio ``≤ τ``."""
-    values = np.asarray(list(ratios.values()))
-    return np.asarray([(values <= tau).mean() for tau in taus])
+    values = np.asarray(list(ratios.values()), dtype=float)
+    return (values[None, :] <= np.asarray(taus)[:, None]).mean(axis=1)
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
