@@ -16,6 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import jopt
@@ -271,4 +272,59 @@ def test_target_verdicts():
         "momentum jopt peak memory / (params+grads+state) on many": ("NOT met", 1.05),
         "rmsprop step jopt/optax on transformer": ("NOT met", 1.0),
         "rmsprop compile jopt/optax on transformer": ("met", 1.0),
+    }
+
+
+# --- the training rows -----------------------------------------------------------------
+
+
+def test_training_rows_are_ratios_of_their_rounds():
+    from benchmarks import training
+
+    per_step = training.per_step_rows(rounds=2, epochs=1)
+    sweep = training.sweep_rows(rounds=1, epochs=1, learning_rates=(1e-3,), seeds=1)
+    times = per_step["step_s"]
+    for name in ("bare", "fit_epoch", "fit_step"):
+        assert len(times[name]["per_round"]) == 2 and min(times[name]["per_round"]) > 0
+    ratio = per_step["ratios"]["fit(epoch)/bare loop"]["per_round"]
+    expected = np.asarray(times["fit_epoch"]["per_round"]) / times["bare"]["per_round"]
+    np.testing.assert_allclose(ratio, expected)
+    walls = sweep["wall_s"]
+    ratio = sweep["ratios"]["sweep/1 fits (per step, compiled each call)"]["per_round"]
+    np.testing.assert_allclose(
+        ratio, np.asarray(walls["sweep"]["per_round"]) / walls["fit_step_fresh"]["per_round"]
+    )
+    lines = training.render({"per_step": per_step, "sweep": sweep})
+    assert "| fit(epoch)/bare loop |" in "\n".join(lines)
+
+
+def test_training_target_verdicts():
+    from benchmarks.harness import check_targets
+
+    def entry(median, q25):
+        return {"median": median, "q25": q25, "q75": median + 0.01}
+
+    results = {
+        "machine": {"platform": "cpu"},
+        "rows": [],
+        "training": {
+            "per_step": {
+                "ratios": {
+                    "fit(epoch)/bare loop": entry(1.05, 1.0),
+                    "fit(epoch)/fit(per step)": entry(0.35, 0.28),
+                }
+            },
+            "sweep": {
+                "ratios": {
+                    "sweep/32 fits (per step, compiled each call)": entry(0.3, 0.29),
+                    "sweep/32 fits (epoch calls, programs kept)": entry(0.5, 0.4),
+                }
+            },
+        },
+    }
+    verdicts = {t["target"]: (t["status"], t["limit"]) for t in check_targets(results)}
+    assert verdicts == {
+        "training: fit(epoch)/bare loop": ("met", 1.1),
+        "training: fit(epoch)/fit(per step)": ("not resolved", 0.3),
+        "training: sweep/32 fits (per step, compiled each call)": ("NOT met", 0.25),
     }
