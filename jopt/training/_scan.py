@@ -88,27 +88,28 @@ def epoch_order(plan: Plan, key: jax.Array | None, epoch: jax.Array) -> jax.Arra
 
 
 def orders(plan: Plan, key: jax.Array | None, epochs: range) -> jax.Array:
-    """The orders of epochs ``epochs`` for ``key``: shape ``(len(epochs), N)`` int32.
-
-    Each is drawn by one small program, compiled once per ``N`` and shared by every
-    training program: drawing random bits is slow to compile on some backends, and
-    the orders do not depend on the model.
-    """
+    """The orders of epochs ``epochs`` for ``key``: shape ``(len(epochs), N)`` int32."""
     if not plan.shuffle:
         return jnp.broadcast_to(
             jnp.arange(plan.examples, dtype=jnp.int32), (len(epochs), plan.examples)
         )
-
-    def make():
-        return jax.jit(lambda key, epoch: epoch_order(plan, key, epoch))
-
-    program = _cache.program(make, "order", plan.examples)
-    drawn = []
-    for epoch in epochs:
-        args = (key, np.int32(epoch))
-        executable, _ = program.executable(_cache.signature(*args), *args)
-        drawn.append(executable(*args))
+    drawn = [order_of(plan, key, epoch) for epoch in epochs]
     return jnp.stack(drawn) if drawn else jnp.zeros((0, plan.examples), jnp.int32)
+
+
+def order_of(plan: Plan, key: jax.Array, epoch: int) -> jax.Array:
+    """The order of epoch ``epoch`` (shuffled plans): shape ``(N,)`` int32.
+
+    Drawn by one small program, compiled once per ``N`` and shared by every training
+    program: drawing random bits is slow to compile on some backends, and the orders
+    do not depend on the model.
+    """
+    program = _cache.program(
+        lambda: jax.jit(lambda key, epoch: epoch_order(plan, key, epoch)), "order", plan.examples
+    )
+    args = (key, np.int32(epoch))
+    executable, _ = program.executable(_cache.signature(*args), *args)
+    return executable(*args)
 
 
 def gather(data: PyTree, index: jax.Array) -> PyTree:
@@ -219,7 +220,7 @@ class ScanRunner:
 
     def start_epoch(self, epoch: int) -> int:
         if self.plan.shuffle:
-            self._order = orders(self.plan, self.key, range(epoch, epoch + 1))[0]
+            self._order = order_of(self.plan, self.key, epoch)
         self._first = 0
         return self.plan.calls_per_epoch()
 
