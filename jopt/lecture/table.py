@@ -28,6 +28,7 @@ import numpy as np
 from jopt import _core, optimizers
 from jopt._core import GradientTransformation, apply_updates
 from jopt.lecture import roster
+from jopt.training import _cache
 
 DTYPE = jnp.float32
 
@@ -274,7 +275,9 @@ def _escape_steps(optimizers_, starts, max_steps, x0) -> list[np.ndarray]:
 
     xs = (1.0,) * len(starts) if x0 is None else x0
     points = jnp.asarray(np.stack([xs, starts], axis=1), DTYPE)
-    return [np.asarray(steps) for steps in jax.jit(run)(points)]
+    program = _cache.program(lambda: jax.jit(run), "saddle race", optimizers_, max_steps)
+    executable, _ = program.executable(_cache.signature(points), points)
+    return [np.asarray(steps) for steps in executable(points)]
 
 
 def saddle_starts(seeds: int) -> tuple[np.ndarray, np.ndarray]:
