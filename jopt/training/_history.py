@@ -26,8 +26,8 @@ class History:
         interrupted: training stopped on a ``KeyboardInterrupt``.
         stopped: training stopped because the callback returned ``True``.
         wall_time: seconds in :func:`~jopt.training.fit`'s loop, compilation included.
-        compile_time: seconds spent tracing and compiling the step (once per batch
-            shape).
+        compile_time: seconds spent tracing and compiling (once per program: 0 when
+            a kept program was reused).
     """
 
     loss: np.ndarray
