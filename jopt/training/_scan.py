@@ -87,14 +87,15 @@ def epoch_order(plan: Plan, key: jax.Array | None, epoch: jax.Array) -> jax.Arra
     return order.astype(jnp.int32)
 
 
-def orders(plan: Plan, key: jax.Array | None, epochs: range) -> jax.Array:
-    """The orders of epochs ``epochs`` for ``key``: shape ``(len(epochs), N)`` int32."""
+def orders(plan: Plan, key: jax.Array | None, epochs: range) -> np.ndarray:
+    """The orders of epochs ``epochs`` for ``key``: shape ``(len(epochs), N)`` int32,
+    on the host (read back one by one: no program to compile for the stacking)."""
     if not plan.shuffle:
-        return jnp.broadcast_to(
-            jnp.arange(plan.examples, dtype=jnp.int32), (len(epochs), plan.examples)
+        return np.broadcast_to(
+            np.arange(plan.examples, dtype=np.int32), (len(epochs), plan.examples)
         )
-    drawn = [order_of(plan, key, epoch) for epoch in epochs]
-    return jnp.stack(drawn) if drawn else jnp.zeros((0, plan.examples), jnp.int32)
+    drawn = [np.asarray(order_of(plan, key, epoch)) for epoch in epochs]
+    return np.stack(drawn) if drawn else np.zeros((0, plan.examples), np.int32)
 
 
 def order_of(plan: Plan, key: jax.Array, epoch: int) -> jax.Array:
@@ -213,7 +214,7 @@ class ScanRunner:
         self.key = key if plan.shuffle else None
         self._program = call_program(loss_fn, optimizer, plan)
         self._executable = None
-        self._order = None if plan.shuffle else orders(plan, None, range(1))[0]
+        self._order = None if plan.shuffle else jnp.arange(plan.examples, dtype=jnp.int32)
         self._firsts: dict[int, jax.Array] = {}
         self._first = 0
         self.compile_time = 0.0

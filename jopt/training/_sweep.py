@@ -129,11 +129,9 @@ def _run(loss_fn, params, runs: dict[Any, Member], data, plan, seeds, epochs, ke
     shared = not callable(params)
     program = _program(loss_fn, runs, plan, epochs, eval_fn, shared)
     data = jax.tree.map(jnp.asarray, data)
-    split = [jax.random.split(jax.random.fold_in(key, s)) for s in range(seeds)]
-    init_keys = jnp.stack([pair[0] for pair in split])
-    data_keys = jnp.stack([pair[1] for pair in split])
+    init_keys, data_keys = _seed_keys(key, seeds)
     starts = fresh_arrays(params) if shared else _stacked([params(k) for k in init_keys])
-    seed_orders = jnp.stack([orders(plan, k, range(epochs)) for k in data_keys])
+    seed_orders = np.stack([np.asarray(orders(plan, k, range(epochs))) for k in data_keys])
     sizes = {name: min(chunk or member.runs, member.runs) for name, member in runs.items()}
     calls = max(-(-member.runs // sizes[name]) for name, member in runs.items())
     outputs, compile_time, start = [], 0.0, time.perf_counter()
@@ -178,9 +176,28 @@ def _result(member: Member, pieces, seeds: int, plan: Plan, epochs: int) -> dict
     }
 
 
+def _seed_keys(key: jax.Array, seeds: int) -> tuple[jax.Array, jax.Array]:
+    """``split(fold_in(key, s))`` for every seed: the init keys and the data keys."""
+
+    def make():
+        def keys(key, seeds):
+            pairs = jax.vmap(lambda s: jax.random.split(jax.random.fold_in(key, s)))(seeds)
+            return pairs[:, 0], pairs[:, 1]
+
+        return jax.jit(keys)
+
+    program = _cache.program(make, "seed keys")
+    args = (key, np.arange(seeds, dtype=np.int32))
+    executable, _ = program.executable(_cache.signature(*args), *args)
+    return executable(*args)
+
+
 def _stacked(trees: list[PyTree]) -> PyTree:
-    """The trees stacked leaf by leaf on a new leading axis (strongly typed copies)."""
-    return fresh_arrays(jax.tree.map(lambda *leaves: jnp.stack(leaves), *trees))
+    """The trees stacked leaf by leaf on a new leading axis, as new (host) arrays.
+
+    Stacked by NumPy: no program to compile for each leaf's shape.
+    """
+    return jax.tree.map(lambda *leaves: np.stack([np.asarray(x) for x in leaves]), *trees)
 
 
 def _program(loss_fn, runs: dict[Any, Member], plan: Plan, epochs: int, eval_fn, shared: bool):
