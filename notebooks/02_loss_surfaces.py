@@ -317,9 +317,9 @@ HTML(html)
 # `init`/`update` (`jopt.lecture.table`, the same code as the `python -m jopt`
 # summary), for every optimizer of the registry:
 #
-# * **Adaptive learning rate.**  Two parameters see constant gradients 1 and 100.  Each
-#   parameter's effective learning rate is −Δθᵢ/gᵢ; a global learning rate gives both
-#   the same one (ratio 1), an adaptive method does not.
+# * **Adaptive learning rate.**  Three parameters see constant gradients 1, 10 and 100.
+#   Each parameter's effective learning rate is −Δθᵢ/gᵢ; a global learning rate gives
+#   them all the same one (ratio 1), an adaptive method does not.
 # * **Consistent units.**  Measure θ in a unit k times smaller, θ' = kθ, so g' = g/k,
 #   and express the optimizer's state in the new unit too (a momentum buffer has the
 #   units of g, a second moment those of g²; the units are found by trying every

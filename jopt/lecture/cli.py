@@ -68,8 +68,9 @@ whose full training loss reaches --target-loss (with the number of seeds that re
 it when not all did).  Every optimizer and seed trains in one compiled program.
 
 measured table:
-  adaptive lr       two parameters with constant gradients 1 and 100: the ratio of
-                    their effective learning rates -step/g (1: one rate for all)
+  adaptive lr       three parameters with constant gradients 1, 10 and 100: the ratio
+                    of their effective learning rates -step/g, largest to smallest
+                    (1: one rate for all)
   consistent units  measure theta in a unit k times smaller (theta' = k theta,
                     g' = g/k, the state in matching units): the step scales as k^p,
                     and p = 1 is consistent

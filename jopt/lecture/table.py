@@ -60,16 +60,19 @@ def race_optimizer(name: str) -> GradientTransformation:
 
 # --- adaptive learning rate ----------------------------------------------------------
 
-GRADIENT_SCALES = (1.0, 100.0)
+GRADIENT_SCALES = (1.0, 10.0, 100.0)
+"""Three parameters, the shape of the units probe's too: the same compiled blocks
+serve both measurements."""
 
 
 def effective_lr_ratio(optimizer: GradientTransformation, *, steps: int = 3) -> float:
-    """How differently the optimizer treats two parameters whose gradients differ in scale.
+    """How differently the optimizer treats parameters whose gradients differ in scale.
 
-    Two parameters see constant gradients ``g = (1, 100)`` (the loss ``θ₁ + 100·θ₂``)
-    for `steps` updates.  Each parameter's *effective learning rate* at the last step
-    is ``ηᵢ = −Δθᵢ / gᵢ``.  Returns ``max(ηᵢ) / min(ηᵢ)``: exactly 1 for a method that
-    applies one learning rate to all parameters (SGD, with or without momentum, whose
+    Three parameters see constant gradients ``g = (1, 10, 100)`` (the loss
+    ``θ₁ + 10·θ₂ + 100·θ₃``) for `steps` updates.  Each parameter's *effective
+    learning rate* at the last step is ``ηᵢ = −Δθᵢ / gᵢ``.  Returns
+    ``max(ηᵢ) / min(ηᵢ)``: exactly 1 for a method that applies one learning rate to
+    all parameters (SGD, with or without momentum, whose
     buffers are linear in ``g``), and far from 1 for a method that scales each
     parameter's step by its own gradient history (Adagrad: ``ηᵢ = η/√Gᵢᵢ``).
     """
@@ -86,7 +89,7 @@ def effective_lr_ratio(optimizer: GradientTransformation, *, steps: int = 3) -> 
 
 
 def is_adaptive(ratio: float) -> bool:
-    """A per-parameter learning rate: the two effective rates differ by over 10%."""
+    """A per-parameter learning rate: the effective rates differ by over 10%."""
     return ratio > 1.1
 
 
