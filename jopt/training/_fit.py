@@ -136,8 +136,8 @@ def fit(
     try:
         params, opt_state = loop.run(params, opt_state, start_epoch, epochs)
     finally:
+        loop.finish()  # reads every loss back: the steps are done
         wall_time = time.perf_counter() - start
-        loop.finish()
     history = record.history(
         interrupted=loop.interrupted,
         stopped=loop.stopped,
