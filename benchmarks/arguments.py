@@ -97,6 +97,13 @@ def _other_flags(parser: argparse.ArgumentParser) -> None:
         "--quick", action="store_true", help="tiny shapes and few repeats: a ~10 s smoke run"
     )
     parser.add_argument(
+        "--training",
+        choices=("yes", "no", "only"),
+        default="yes",
+        help="the training rows (fit per call, sweeps; benchmarks/training.py): run them "
+        "after the step rows (yes, the default), not at all (no), or alone (only)",
+    )
+    parser.add_argument(
         "--nominal-gbps",
         type=float,
         default=None,

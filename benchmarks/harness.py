@@ -48,6 +48,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks import floor, systems
+from benchmarks import training as training_rows
 from benchmarks.arguments import parse_args
 from benchmarks.machine import load as _load
 from benchmarks.machine import machine_info
@@ -382,6 +383,7 @@ def _new_results(args, threads: int, torch_device: str | None, platform_name: st
             "memory_steps": args.memory_steps,
             "quick": args.quick,
             "nominal_gbps": args.nominal_gbps,
+            "training": args.training,
             "hyperparameters": {o: systems.hyperparameters(o) for o in args.optimizers},
             "words_per_param": {o: systems.words_per_param(o) for o in args.optimizers},
         },
@@ -445,7 +447,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_save and not (args.quick and args.out is None):
         save_to = args.out if args.out is not None else ROOT / "benchmarks" / "results"
         save_to.mkdir(parents=True, exist_ok=True)
-    stem = f"{platform_name}{'-quick' if args.quick else ''}"
+    stem = f"{platform_name}{'-training' if args.training == 'only' else ''}"
+    stem += "-quick" if args.quick else ""
 
     def save_partial(results):
         if save_to is not None:
@@ -461,8 +464,11 @@ def main(argv: list[str] | None = None) -> int:
             "tmp": Path(tmp),
             "executables": {},
         }
-        _run_rows(results, args, context, save_partial)
-        results["agreement"] = _agreement(args, torch_device)
+        if args.training != "only":
+            _run_rows(results, args, context, save_partial)
+            results["agreement"] = _agreement(args, torch_device)
+    if args.training != "no":
+        results["training"] = training_rows.run(args.quick)
     results["load"] = {"before": load_before, "after": _load()}
     results["wall_s"] = time.perf_counter() - started
     results["targets"] = [] if args.quick else check_targets(results)

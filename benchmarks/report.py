@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from benchmarks import systems
+from benchmarks.training import render as render_training
 
 AA = "jopt#2"  # the A/A control's name in the results
 
@@ -28,13 +29,15 @@ def _mb(n: int | None) -> str:
 
 def render_markdown(results) -> str:
     """Every table of a run, as one markdown text."""
+    steps = bool(results["rows"])
     lines = [
         *_header(results),
-        *_step_table(results),
-        *_nominal_table(results),
-        *_floor_table(results),
-        *_compile_table(results),
-        *_memory_table(results),
+        *(_step_table(results) if steps else []),
+        *(_nominal_table(results) if steps else []),
+        *(_floor_table(results) if steps else []),
+        *(_compile_table(results) if steps else []),
+        *(_memory_table(results) if steps else []),
+        *(render_training(results["training"]) if "training" in results else []),
         *_notes(results),
     ]
     return "\n".join(lines) + "\n"
@@ -60,16 +63,21 @@ def _header(results) -> list[str]:
             else ""
         )
         + f". {c['repeats']} interleaved rounds per row, batches of ~{c['batch_seconds']} s.",
-        "",
-        "Step time: median ms per step; ratios are medians over rounds of per-round time",
-        "ratios (quartiles in brackets), below 1 means jopt is faster; every system got",
-        f"fresh buffers {c['instances']} times per row. A/A compares jopt's step with a",
-        "second copy of itself on its own buffers: how far from 1 it lands is the",
-        "resolution of the other ratios on this machine. GB/s counts the least",
-        f"traffic ({words} float32 words per parameter); % floor is",
-        "the median per-round fraction of the best STREAM-like kernel over the same",
-        "working set (see the floor table).",
-    ]
+    ] + (
+        []
+        if not results["rows"]
+        else [
+            "",
+            "Step time: median ms per step; ratios are medians over rounds of per-round time",
+            "ratios (quartiles in brackets), below 1 means jopt is faster; every system got",
+            f"fresh buffers {c['instances']} times per row. A/A compares jopt's step with a",
+            "second copy of itself on its own buffers: how far from 1 it lands is the",
+            "resolution of the other ratios on this machine. GB/s counts the least",
+            f"traffic ({words} float32 words per parameter); % floor is",
+            "the median per-round fraction of the best STREAM-like kernel over the same",
+            "working set (see the floor table).",
+        ]
+    )
 
 
 def _step_ms(row, system) -> str:

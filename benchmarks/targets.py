@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from benchmarks.report import AA
+from benchmarks.training import TARGETS as TRAINING_TARGETS
 
 
 def check_targets(results) -> list[dict[str, Any]]:
@@ -55,4 +56,9 @@ def check_targets(results) -> list[dict[str, Any]]:
             memory.get("ratio"),
             1.05,
         )
+    training = results.get("training", {})
+    for group in ("per_step", "sweep"):
+        for name, entry in training.get(group, {}).get("ratios", {}).items():
+            if name in TRAINING_TARGETS:
+                add(f"training: {name}", entry, TRAINING_TARGETS[name])
     return targets

@@ -16,6 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import jopt
@@ -94,6 +95,7 @@ def quick_run(tmp_path_factory):
         "--optimizers=momentum,adam,sgd",
         f"--systems={','.join(chosen)}",
         "--repeats=2",
+        "--training=no",
         f"--out={out}",
     ]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
@@ -271,4 +273,72 @@ def test_target_verdicts():
         "momentum jopt peak memory / (params+grads+state) on many": ("NOT met", 1.05),
         "rmsprop step jopt/optax on transformer": ("NOT met", 1.0),
         "rmsprop compile jopt/optax on transformer": ("met", 1.0),
+    }
+
+
+# --- the training rows -----------------------------------------------------------------
+
+
+def test_training_rows_are_ratios_of_their_rounds(monkeypatch):
+    from benchmarks import training
+
+    per_step = training.per_step_rows(rounds=2, epochs=1)
+    times = per_step["step_s"]
+    for name in ("bare", "fit_epoch", "fit_step"):
+        assert len(times[name]["per_round"]) == 2 and min(times[name]["per_round"]) > 0
+    ratio = per_step["ratios"]["fit(epoch)/bare loop"]["per_round"]
+    expected = np.asarray(times["fit_epoch"]["per_round"]) / times["bare"]["per_round"]
+    np.testing.assert_allclose(ratio, expected)
+    # The sweep rows time whatever runners they are given (the real ones compile for
+    # minutes): stand-ins that take known times.
+    clock = iter(range(100))
+
+    class Clock:  # each call a later instant, the gaps growing: known, unequal times
+        @staticmethod
+        def perf_counter():
+            return float(next(clock)) ** 2
+
+    monkeypatch.setattr(training, "time", Clock)
+    runners = {name: lambda: None for name in ("sweep", "fit_step_fresh", "fit_epoch_kept")}
+    monkeypatch.setattr(training, "_sweep_runners", lambda *args: dict(runners))
+    sweep = training.sweep_rows(rounds=2, epochs=1, learning_rates=(1e-3, 2e-3), seeds=2)
+    walls = sweep["wall_s"]
+    assert all(len(walls[name]["per_round"]) == 2 for name in runners)
+    ratio = sweep["ratios"]["sweep/4 fits (per step, compiled each call)"]["per_round"]
+    np.testing.assert_allclose(
+        ratio, np.asarray(walls["sweep"]["per_round"]) / walls["fit_step_fresh"]["per_round"]
+    )
+    lines = training.render({"per_step": per_step, "sweep": sweep})
+    assert "| fit(epoch)/bare loop |" in "\n".join(lines)
+
+
+def test_training_target_verdicts():
+    from benchmarks.harness import check_targets
+
+    def entry(median, q25):
+        return {"median": median, "q25": q25, "q75": median + 0.01}
+
+    results = {
+        "machine": {"platform": "cpu"},
+        "rows": [],
+        "training": {
+            "per_step": {
+                "ratios": {
+                    "fit(epoch)/bare loop": entry(1.05, 1.0),
+                    "fit(epoch)/fit(per step)": entry(0.35, 0.28),
+                }
+            },
+            "sweep": {
+                "ratios": {
+                    "sweep/32 fits (per step, compiled each call)": entry(0.3, 0.29),
+                    "sweep/32 fits (epoch calls, programs kept)": entry(0.5, 0.4),
+                }
+            },
+        },
+    }
+    verdicts = {t["target"]: (t["status"], t["limit"]) for t in check_targets(results)}
+    assert verdicts == {
+        "training: fit(epoch)/bare loop": ("met", 1.1),
+        "training: fit(epoch)/fit(per step)": ("not resolved", 0.3),
+        "training: sweep/32 fits (per step, compiled each call)": ("NOT met", 0.25),
     }

@@ -1,24 +1,36 @@
-"""The notebooks in notebooks/ run top to bottom with a real Jupyter kernel.
+"""The notebooks in notebooks/: paired sources, and runs top to bottom with a real kernel.
+
+Each notebook is a pair: ``NN_name.py`` (its source, jupytext's percent format, linted
+by ruff) and ``NN_name.ipynb`` (committed without outputs).  The cheap checks always
+run: every pair agrees cell for cell, the sources pass ruff, the Colab badge and the
+install cell point at the repository of ``notebooks/colab.toml``, and no notebook
+imports private names.
 
 Each notebook asserts the lecture's claims it reproduces in its own cells, so an
-execution error here is either a broken notebook or a claim that no longer holds.
-The kernel imports jopt from this checkout (``PYTHONPATH``), so the notebooks' install
+execution error is either a broken notebook or a claim that no longer holds.  The
+kernel imports jopt from this checkout (``PYTHONPATH``), so the notebooks' install
 cell is skipped and the environment is left alone.  Executing them is marked
-``notebook`` (deselect with ``-m "not notebook"``); the cheap checks that the committed
-files carry no outputs and match ``tools/build_notebooks.py`` always run.
+``notebook`` (deselect with ``-m "not notebook"``).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 
+import jupytext
 import nbclient
 import nbformat
 import pytest
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: jupytext's own dependency
+    import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = ROOT / "notebooks"
@@ -26,12 +38,29 @@ NOTEBOOKS = ["01_training_loop", "02_loss_surfaces", "03_initialization"]
 CELL_TIMEOUT_S = 120
 
 
-def _generator():
-    path = ROOT / "tools" / "build_notebooks.py"
-    spec = importlib.util.spec_from_file_location("build_notebooks", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def _colab() -> dict[str, str]:
+    return tomllib.loads((NOTEBOOK_DIR / "colab.toml").read_text(encoding="utf-8"))
+
+
+def _cells(notebook) -> list[tuple[str, str]]:
+    return [(cell.cell_type, cell.source) for cell in notebook.cells]
+
+
+def test_every_notebook_is_a_pair():
+    assert sorted(path.stem for path in NOTEBOOK_DIR.glob("*.ipynb")) == NOTEBOOKS
+    assert sorted(path.stem for path in NOTEBOOK_DIR.glob("*.py")) == NOTEBOOKS
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_pair_agrees(name):
+    # Compared cell by cell rather than byte for byte, so that another nbformat
+    # version's JSON layout does not count as a change.
+    source = jupytext.read(NOTEBOOK_DIR / f"{name}.py")
+    committed = nbformat.read(NOTEBOOK_DIR / f"{name}.ipynb", as_version=4)
+    assert _cells(committed) == _cells(source), (
+        f"notebooks/{name}.ipynb differs from its source: run `jupytext --sync notebooks/{name}.py`"
+    )
+    assert committed.metadata["kernelspec"] == source.metadata["kernelspec"]
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
@@ -44,47 +73,48 @@ def test_committed_without_outputs(name):
             assert cell.execution_count is None, f"{name} cell {index} has an execution count"
 
 
-@pytest.mark.parametrize("name", NOTEBOOKS)
-def test_matches_generator(name):
-    # Compared cell by cell rather than byte for byte, so that another nbformat
-    # version's JSON layout does not count as a change.
-    on_disk = nbformat.read(NOTEBOOK_DIR / f"{name}.ipynb", as_version=4)
-    built = _generator().build(name)
-
-    def cells(notebook):
-        return [(cell.cell_type, cell.source) for cell in notebook.cells]
-
-    assert cells(on_disk) == cells(built), (
-        f"notebooks/{name}.ipynb is stale: run `python tools/build_notebooks.py`"
-    )
-    assert on_disk.metadata == built.metadata
+def test_sources_pass_ruff():
+    sources = [str(NOTEBOOK_DIR / f"{name}.py") for name in NOTEBOOKS]
+    for command in (["check"], ["format", "--check"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "ruff", *command, *sources],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_starts_with_badge_and_install(name):
-    generator = _generator()
-    notebook = nbformat.read(NOTEBOOK_DIR / f"{name}.ipynb", as_version=4)
+    colab = _colab()
+    repository, branch = colab["repository"], colab["branch"]
+    notebook = jupytext.read(NOTEBOOK_DIR / f"{name}.py")
     first, second = notebook.cells[0], notebook.cells[1]
-    assert first.cell_type == "markdown"
-    assert generator.colab_url(name) in first.source
-    assert "colab-badge.svg" in first.source
+    badge = (
+        "[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
+        f"(https://colab.research.google.com/github/{repository}/blob/{branch}/notebooks/"
+        f"{name}.ipynb)"
+    )
+    assert first.cell_type == "markdown" and first.source.startswith(badge)
     assert second.cell_type == "code" and 'find_spec("jopt") is None' in second.source
+    requirement = f"jopt[examples] @ git+https://github.com/{repository}.git@{branch}"
+    assert f'requirement = "{requirement}"' in second.source
+    # No other repository is named anywhere in the notebook.
+    pattern = r"github(?:\.com)?/([\w.-]+/[\w.-]+?)(?:\.git|/blob|@|\))"
+    named = set(re.findall(pattern, str(notebook)))
+    assert named == {repository}, named
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_imports_nothing_private(name):
     # Notebooks use jopt's public API only (jopt.lecture included), as readers would.
-    notebook = nbformat.read(NOTEBOOK_DIR / f"{name}.ipynb", as_version=4)
+    notebook = jupytext.read(NOTEBOOK_DIR / f"{name}.py")
     for index, cell in enumerate(notebook.cells):
         if cell.cell_type == "code":
             private = re.findall(r"\bjopt(?:\.\w+)*\._\w+", cell.source)
             private += re.findall(r"from jopt[\w.]* import [^\n]*\b_\w+", cell.source)
             assert not private, f"{name} cell {index} uses {private}"
-
-
-def test_every_notebook_is_built():
-    assert sorted(_generator().NOTEBOOKS) == NOTEBOOKS
-    assert sorted(path.stem for path in NOTEBOOK_DIR.glob("*.ipynb")) == NOTEBOOKS
 
 
 @pytest.mark.notebook

@@ -11,16 +11,19 @@ the notebooks in ``notebooks/`` and ``examples/`` run one definition of each:
   consistent units, saddle points), measured for any optimizer of the registry;
 * :mod:`jopt.lecture.roster`: which optimizers the lecture covers and how its
   figures name them; every one comes from :data:`jopt.optimizers.ALL`;
-* :mod:`jopt.lecture.cli`: ``python -m jopt``, every optimizer trained on the digits
-  and the table measured.
+* :mod:`jopt.lecture.compare`: the optimizers of the registry trained on the digits
+  over several seeds, in one compiled program;
+* :mod:`jopt.lecture.cli`: ``python -m jopt``, that comparison and the table;
+* :mod:`jopt.lecture.bench`: ``python -m jopt bench``, a fair race of every optimizer
+  on four workloads (:mod:`jopt.lecture.workloads`), scored as AlgoPerf scores.
 
 ``import jopt`` does not import this package.  Its optional dependencies
 (scikit-learn, matplotlib, tqdm) are jopt's ``examples`` extra, imported only where
 needed: ``pip install "jopt[examples]"``.
 """
 
-from jopt.lecture import digits, roster, table
+from jopt.lecture import compare, digits, roster, table
 from jopt.lecture._extras import MissingExtra
 from jopt.lecture.roster import LECTURE_OPTIMIZERS
 
-__all__ = ["LECTURE_OPTIMIZERS", "MissingExtra", "digits", "roster", "table"]
+__all__ = ["LECTURE_OPTIMIZERS", "MissingExtra", "compare", "digits", "roster", "table"]

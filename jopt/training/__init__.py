@@ -16,15 +16,23 @@ gradient descent differ only in the data each gradient is taken on, ``batch_size
 
 A PRNG ``key`` is needed only to shuffle mini-batches.  :func:`lr_range_test`
 measures a learning rate that is neither painfully slow nor divergent, instead of
-guessing it.
+guessing it.  :func:`sweep` trains every configuration of a hyperparameter grid,
+with several seeds, as one compiled program::
 
-Everything is pure JAX apart from the Python loop in :func:`fit`: one jitted step per
-batch shape, compiled once, with the parameters and optimizer state it trains (its
-own copies) donated so that an update needs no second copy of them.
+    result = sweep(loss_fn, init_params, jopt.adam, data, grid={"learning_rate": lrs},
+                   seeds=4, batch_size=32, epochs=10, key=jax.random.key(0))
+    result.loss          # (configs, seeds, steps)
+    result.best()        # {"learning_rate": ...}
+
+Everything is compiled once and kept: :func:`fit` runs a whole epoch per compiled
+call (``steps_per_call``), with the dataset on the device; a second :func:`fit` with
+the same shapes and an optimizer built the same way reuses the first one's program.
 
 The modules: ``_batches`` (:func:`batches` and the dataset checks), ``_step``
-(:func:`make_step` and the per-step runner of the loop), ``_fit`` (the loop),
-``_history`` (what the loop records), ``_ui`` (progress display and Ctrl-C) and
+(:func:`make_step` and the per-step runner), ``_scan`` (several steps per call,
+batches gathered on the device), ``_cache`` (programs kept by recipe), ``_fit``
+(the loop), ``_history`` (what the loop records), ``_ui`` (progress display and
+Ctrl-C), ``_grid``, ``_sweep`` and ``_sweep_result`` (:func:`sweep`) and
 ``_range_test`` (:func:`lr_range_test`).
 """
 
@@ -33,12 +41,16 @@ from jopt.training._fit import fit
 from jopt.training._history import History
 from jopt.training._range_test import LRRangeTest, lr_range_test
 from jopt.training._step import make_step
+from jopt.training._sweep import sweep
+from jopt.training._sweep_result import SweepResult
 
 __all__ = [
     "History",
     "LRRangeTest",
+    "SweepResult",
     "batches",
     "fit",
     "lr_range_test",
     "make_step",
+    "sweep",
 ]

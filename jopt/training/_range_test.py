@@ -3,17 +3,27 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 
 from jopt._core import GradientTransformation
-from jopt._validation import check
-from jopt.training._batches import as_arrays, batches, check_batch_size, check_key, num_examples
-from jopt.training._step import LossFn, PyTree, check_optimizer, fresh_arrays, train_step
+from jopt._validation import check, checked
+from jopt.training import _cache
+from jopt.training._batches import check_batch_size, check_key, num_examples
+from jopt.training._scan import Plan, batch_at, orders
+from jopt.training._step import (
+    LossFn,
+    PyTree,
+    check_optimizer,
+    fresh_arrays,
+    train_step,
+    with_extra_args,
+)
 
 
 class LRRangeTest(NamedTuple):
@@ -37,7 +47,8 @@ class LRRangeTest(NamedTuple):
 def lr_range_test(
     loss_fn: LossFn,
     params: PyTree,
-    optimizer_factory: Callable[[Any], GradientTransformation],
+    optimizer_factory: Callable[[Any], GradientTransformation]
+    | Mapping[str, Callable[[Any], GradientTransformation]],
     data: PyTree,
     *,
     min_lr: float = 1e-7,
@@ -48,7 +59,7 @@ def lr_range_test(
     shuffle: bool = True,
     smoothing: float = 0.98,
     divergence: float = 4.0,
-) -> LRRangeTest:
+) -> LRRangeTest | dict[str, LRRangeTest]:
     """Smith's learning-rate range test (Smith, 2017, "Cyclical learning rates", §3.3).
 
     Train from `params` for `steps` steps while the learning rate grows
@@ -67,6 +78,12 @@ def lr_range_test(
     Positive losses are averaged as logarithms, so that a loss falling by orders of
     magnitude keeps its slope.
 
+    **Several optimizers** at once: pass a mapping ``name -> factory``; every one of
+    them takes its own steps on the same batches at the same learning rates, all in
+    one compiled program, and the result is a dict ``name -> LRRangeTest``.  The
+    whole sweep is one ``lax.scan`` (the steps after a divergence are computed and
+    discarded).
+
     **The suggestion** is the learning rate of the steepest descent of the smoothed
     loss on log-log axes, ``argminₜ (log Ĵₜ₊₁ − log Ĵₜ) / (log ηₜ₊₁ − log ηₜ)``, taken
     over the steps up to the minimum of ``Ĵ``, i.e. before divergence.  For one
@@ -80,10 +97,11 @@ def lr_range_test(
             :func:`~jopt.training.fit`.
         params: the starting parameters (not modified: the test trains a copy).
         optimizer_factory: ``learning_rate -> GradientTransformation``, e.g.
-            ``jopt.adam`` or ``lambda lr: jopt.sgd(lr, momentum=0.9)``.  It is called
-            with a traced scalar inside the compiled step (the learning rate changes
-            every step without recompiling), so it must not branch on the value in
-            Python; jopt's and optax's optimizers do not.
+            ``jopt.adam`` or ``lambda lr: jopt.sgd(lr, momentum=0.9)``, or a mapping
+            ``name -> factory``.  It is called with a traced scalar inside the
+            compiled program (the learning rate changes every step without
+            recompiling), so it must not branch on the value in Python; jopt's and
+            optax's optimizers do not.
         data: a pytree of arrays sharing a leading example axis.
         min_lr: the first learning rate, ``> 0``.
         max_lr: the last learning rate, ``> min_lr``.
@@ -102,7 +120,7 @@ def lr_range_test(
             divergence, ``> 1``.
 
     Returns:
-        An :class:`LRRangeTest`.
+        An :class:`LRRangeTest`, or a dict of them by name.
 
     Raises:
         TypeError: an argument of the wrong type (each error names it).
@@ -111,7 +129,6 @@ def lr_range_test(
     """
     options = check(
         loss_fn=loss_fn,
-        optimizer_factory=optimizer_factory,
         min_lr=min_lr,
         max_lr=max_lr,
         steps=steps,
@@ -119,38 +136,94 @@ def lr_range_test(
         smoothing=smoothing,
         divergence=divergence,
     )
+    factories = _factories(optimizer_factory, min_lr)
     if not max_lr > min_lr:
         raise ValueError(f"max_lr must be > min_lr={min_lr!r}, got {max_lr!r}")
     n = num_examples(data)
     batch_size = check_batch_size(batch_size, n)
     shuffle = options["shuffle"] and batch_size is not None
     check_key(key, needed=shuffle)
-    check_optimizer(optimizer_factory(min_lr), "optimizer_factory(min_lr)")
 
     lrs = np.geomspace(min_lr, max_lr, options["steps"])
+    plan = Plan.make(n, batch_size, "epoch", shuffle)
+    losses = _run(loss_fn, factories, params, data, plan, lrs, key)
+    results = {
+        name: _result(lrs, curve, smoothing, divergence)
+        for name, curve in zip(factories, losses.T, strict=True)
+    }
+    return results if isinstance(optimizer_factory, Mapping) else results[None]
+
+
+def _factories(optimizer_factory: Any, min_lr: float) -> dict[Any, Callable]:
+    """The factories by name (``None`` for a single one), each checked at `min_lr`."""
+    if isinstance(optimizer_factory, Mapping):
+        if not optimizer_factory:
+            raise ValueError("optimizer_factory must name at least one factory, got {}")
+        factories = dict(optimizer_factory)
+    else:
+        factories = {None: optimizer_factory}
+    for name, factory in factories.items():
+        label = "optimizer_factory" if name is None else f"optimizer_factory[{name!r}]"
+        checked(label, factory)
+        check_optimizer(factory(min_lr), f"{label}(min_lr)")
+    return factories
+
+
+def _run(loss_fn, factories, params, data, plan: Plan, lrs: np.ndarray, key) -> np.ndarray:
+    """The loss of every step for every factory: shape ``(steps, factories)``.
+
+    One program: a ``lax.scan`` over the steps in which every optimizer takes its own
+    step on the same batch.  Batches cycle through epochs, the ragged last batch of
+    each dropped (``N // n`` steps per epoch).
+    """
     lr_dtype = jnp.asarray(0.0).dtype  # float64 under x64, else float32
-    data = as_arrays(data, device=batch_size is None)
     params = fresh_arrays(params)
-    # The state is built with an array learning rate, as the step will see it, so that
+    # Each state is built with an array learning rate, as the step will see it, so that
     # a transformation whose state depends on the rate's type gets the step's structure.
-    opt_state = fresh_arrays(optimizer_factory(jnp.asarray(min_lr, lr_dtype)).init(params))
+    first_lr = jnp.asarray(lrs[0], lr_dtype)
+    states = tuple(fresh_arrays(f(first_lr).init(params)) for f in factories.values())
+    per_epoch = 1 if plan.full_batch else plan.examples // plan.batch
+    epochs = -(-len(lrs) // per_epoch)
+    args = (
+        params,
+        states,
+        jax.tree.map(jnp.asarray, data),
+        orders(plan, key, range(epochs)),
+        jnp.asarray(lrs, lr_dtype),
+    )
+    program = _program(loss_fn, tuple(factories.values()), plan, per_epoch)
+    executable, _ = program.executable(_cache.signature(*args), *args)
+    return np.asarray(executable(*args), dtype=np.float64)
 
-    def step(params, opt_state, batch, lr):
-        return train_step(loss_fn, optimizer_factory(lr), False, params, opt_state, batch)
 
-    step = jax.jit(step, donate_argnums=(0, 1))
+def _program(loss_fn, factories: tuple, plan: Plan, per_epoch: int) -> _cache.Program:
+    def make():
+        def run(params, states, data, epoch_orders, lrs):
+            def body(carry, inputs):
+                t, lr = inputs
+                batch = batch_at(plan, data, epoch_orders[t // per_epoch], t % per_epoch)
+                new_carry, losses = [], []
+                for factory, (p, s) in zip(factories, carry, strict=True):
+                    optimizer = with_extra_args(factory(lr))
+                    p, s, loss = train_step(loss_fn, optimizer, False, p, s, batch)
+                    new_carry.append((p, s))
+                    losses.append(loss)
+                return tuple(new_carry), jnp.stack(losses)
 
-    def batch_stream():
-        epoch = 0
-        while True:
-            epoch_key = jax.random.fold_in(key, epoch) if shuffle else None
-            yield from batches(
-                data, batch_size=batch_size, key=epoch_key, shuffle=shuffle, drop_last=True
-            )
-            epoch += 1
+            carry = tuple((params, state) for state in states)
+            steps = jnp.arange(lrs.shape[0])
+            _, losses = lax.scan(body, carry, (steps, lrs))
+            return losses
 
-    losses = _run(step, params, opt_state, batch_stream(), lrs, lr_dtype, smoothing, divergence)
-    lrs = lrs[: len(losses)]
+        return jax.jit(run)
+
+    return _cache.program(make, "range test", loss_fn, factories, plan, per_epoch)
+
+
+def _result(lrs: np.ndarray, losses: np.ndarray, smoothing: float, divergence: float):
+    """The :class:`LRRangeTest` of one optimizer's losses, cut at the stopping rule."""
+    taken = _stop(losses, smoothing, divergence)
+    losses, lrs = losses[:taken], lrs[:taken]
     smoothed = zero_phase_average(losses, smoothing)
     return LRRangeTest(
         learning_rates=lrs,
@@ -160,23 +233,18 @@ def lr_range_test(
     )
 
 
-def _run(step, params, opt_state, stream, lrs, lr_dtype, smoothing, divergence) -> np.ndarray:
-    """The loss of each step of the sweep, up to the first sign of divergence."""
-    losses: list[float] = []
+def _stop(losses: np.ndarray, smoothing: float, divergence: float) -> int:
+    """The number of steps up to the first sign of divergence (that step included)."""
     average, best = 0.0, math.inf
-    for t, (lr, batch) in enumerate(zip(lrs, stream, strict=False)):
-        params, opt_state, loss = step(params, opt_state, batch, jnp.asarray(lr, lr_dtype))
-        # Each loss is read at once: the test stops as soon as it diverges.
-        loss = float(loss)
-        losses.append(loss)
+    for t, loss in enumerate(losses):
         if not math.isfinite(loss):
-            break
+            return t + 1
         average = smoothing * average + (1 - smoothing) * loss
         corrected = average / (1 - smoothing ** (t + 1))
         best = min(best, corrected)
         if corrected > divergence * best:
-            break
-    return np.asarray(losses, dtype=np.float64)
+            return t + 1
+    return len(losses)
 
 
 def running_average(values: np.ndarray, beta: float) -> np.ndarray:
