@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from benchmarks import systems
+from benchmarks import families, systems
 from benchmarks.shapes import SHAPES
 
 
@@ -30,6 +30,13 @@ def _optimizers(text: str) -> list[str]:
     return _csv(registry)(text)
 
 
+def _families(text: str) -> list[str]:
+    try:
+        return families.parse(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def _selection_flags(parser: argparse.ArgumentParser) -> None:
     """What is run: shapes, optimizers, systems."""
     parser.add_argument(
@@ -44,6 +51,13 @@ def _selection_flags(parser: argparse.ArgumentParser) -> None:
         default=list(systems.COUNTERPARTS),
         help="comma-separated names of jopt.optimizers.ALL, or all; optimizers without an "
         f"optax or torch counterpart run in jopt alone (default: {','.join(systems.COUNTERPARTS)})",
+    )
+    parser.add_argument(
+        "--families",
+        type=_families,
+        default=[],
+        help="comma-separated family benchmarks to run after the rows, from "
+        f"{','.join(families.FAMILIES)}, or all (default: none)",
     )
     parser.add_argument(
         "--systems",

@@ -47,7 +47,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks import floor, systems
+from benchmarks import families, floor, systems
 from benchmarks import training as training_rows
 from benchmarks.arguments import parse_args
 from benchmarks.machine import load as _load
@@ -377,6 +377,7 @@ def _new_results(args, threads: int, torch_device: str | None, platform_name: st
             "repeats": args.repeats,
             "instances": args.instances,
             "aa_control": args.aa,
+            "families": args.families,
             "batch_seconds": args.batch_seconds,
             "compile_repeats": args.compile_repeats,
             "memory_optimizers": [] if args.no_memory else args.memory_optimizers,
@@ -469,6 +470,8 @@ def main(argv: list[str] | None = None) -> int:
             results["agreement"] = _agreement(args, torch_device)
     if args.training != "no":
         results["training"] = training_rows.run(args.quick)
+    if args.families:
+        results["families"] = families.run(args.families, args.quick)
     results["load"] = {"before": load_before, "after": _load()}
     results["wall_s"] = time.perf_counter() - started
     results["targets"] = [] if args.quick else check_targets(results)

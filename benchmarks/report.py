@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from benchmarks import systems
+from benchmarks import families, systems
 from benchmarks.training import render as render_training
 
 AA = "jopt#2"  # the A/A control's name in the results
@@ -38,6 +38,7 @@ def render_markdown(results) -> str:
         *(_compile_table(results) if steps else []),
         *(_memory_table(results) if steps else []),
         *(render_training(results["training"]) if "training" in results else []),
+        *(families.render(results["families"]) if "families" in results else []),
         *_notes(results),
     ]
     return "\n".join(lines) + "\n"

@@ -232,7 +232,7 @@ def tree_get_all(tree: PyTree, name: str) -> list[tuple[str, Any]]:
 
     Example:
       ```python
-      state = jopt.partition({"a": jopt.adam(), "b": jopt.adam()}, labels).init(params)
+      state = jopt.partition({"a": jopt.adam(), "b": jopt.adam()}, labels=labels).init(params)
       jopt.tree_get_all(state, "mu")
       # [(".inner_states['a'][0].mu", ...), (".inner_states['b'][0].mu", ...)]
       ```

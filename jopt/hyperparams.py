@@ -155,6 +155,14 @@ def _sort_arguments(
     return static, live, schedules
 
 
+def _check_static_names(static_names: frozenset[str], named: dict, factory) -> None:
+    unknown = sorted(static_names - set(named))
+    if unknown:
+        raise ValueError(
+            f"static_args names {unknown} that are not arguments of {factory!r}: {sorted(named)}"
+        )
+
+
 def inject_hyperparams(
     factory: Callable[..., GradientTransformation],
     *,
@@ -214,12 +222,7 @@ def inject_hyperparams(
     @functools.wraps(factory)
     def wrapped_factory(*args: Any, **kwargs: Any) -> GradientTransformation:
         named = _named_arguments(factory, args, kwargs)
-        unknown = sorted(static_names - set(named))
-        if unknown:
-            raise ValueError(
-                f"static_args names {unknown} that are not arguments of {factory!r}: "
-                f"{sorted(named)}"
-            )
+        _check_static_names(static_names, named, factory)
         dtype = hyperparam_dtype if hyperparam_dtype is not None else jnp.result_type(float)
         owner = getattr(factory, "__name__", None)
         static, live, schedules = _sort_arguments(named, static_names, dtype, owner)

@@ -342,3 +342,20 @@ def test_training_target_verdicts():
         "training: fit(epoch)/fit(per step)": ("not resolved", 0.3),
         "training: sweep/32 fits (per step, compiled each call)": ("NOT met", 0.25),
     }
+
+
+def test_families_flag_names_modules_that_exist_and_refuses_others():
+    import importlib.util
+
+    from benchmarks import families
+
+    assert families.parse("all") == list(families.FAMILIES)
+    assert families.parse("none") == []
+    assert families.parse("muon, minimize") == ["muon", "minimize"]
+    for name in families.FAMILIES:
+        assert importlib.util.find_spec(f"benchmarks.{name}") is not None, name
+    with pytest.raises(ValueError, match="adamx"):
+        families.parse("adamx")
+    # A failed family shows its exit code and its error in the report.
+    lines = families.render({"muon": {"returncode": 1, "markdown": "", "stderr": "boom"}})
+    assert any("exit code 1" in line for line in lines) and "boom" in lines

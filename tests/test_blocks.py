@@ -251,10 +251,12 @@ def test_side_by_side_comparison_can_fail(rng):
 _LABELS = {"dense": "slow", "stack": "fast", "scalar": "fast"}
 
 WRAPPER_CASES = {
-    "masked": lambda lib: lib.masked(optax.scale_by_adam(b1=0.8), _ndim_mask),
+    "masked": lambda lib: lib.masked(optax.scale_by_adam(b1=0.8), mask=_ndim_mask),
     "freeze": lambda lib: lib.freeze(_PREFIX_MASK),
+    # optax names the labels param_labels; the transforms and labels are the same.
     "partition": lambda lib: lib.partition(
-        {"slow": optax.sgd(0.05, momentum=0.9), "fast": optax.adam(0.02)}, _LABELS
+        {"slow": optax.sgd(0.05, momentum=0.9), "fast": optax.adam(0.02)},
+        **{"labels" if lib is jopt else "param_labels": _LABELS},
     ),
 }
 

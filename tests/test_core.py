@@ -170,7 +170,7 @@ def test_tree_get_finds_optimizer_state_fields(rng):
 
 def _two_adam_groups():
     params = {"w": jnp.ones(2), "v": jnp.ones(3)}
-    groups = jopt.partition({"a": jopt.adam(), "b": jopt.adam()}, {"w": "a", "v": "b"})
+    groups = jopt.partition({"a": jopt.adam(), "b": jopt.adam()}, labels={"w": "a", "v": "b"})
     return groups.init(params)
 
 

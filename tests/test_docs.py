@@ -34,8 +34,6 @@ import pytest
 
 import jopt
 
-pytest.importorskip("mkdocs", reason="the docs extra is not installed")
-
 ROOT = Path(__file__).resolve().parents[1]
 BUILD_TIMEOUT_S = 600
 # The guide pages whose ```python blocks form a runnable program, page by page.

@@ -324,7 +324,7 @@ def test_get_and_set_inside_a_chain_and_a_partition():
             "x": jopt.inject_hyperparams(jopt.sgd)(learning_rate=0.1),
             "y": jopt.inject_hyperparams(jopt.adam)(learning_rate=0.2),
         },
-        {"a": "x", "b": "y"},
+        labels={"a": "x", "b": "y"},
     )
     state = groups.init(params)
     with pytest.raises(ValueError, match="2 injected optimizers"):

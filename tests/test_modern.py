@@ -287,7 +287,7 @@ def _lars_as_the_port(hp):
     )
     others = jopt.sgd(lr, momentum=momentum, nesterov=nesterov)
     labels = lambda params: jax.tree.map(lambda p: "matrix" if p.ndim > 1 else "other", params)  # noqa: E731
-    return jopt.partition({"matrix": matrices, "other": others}, labels)
+    return jopt.partition({"matrix": matrices, "other": others}, labels=labels)
 
 
 @pytest.mark.float64

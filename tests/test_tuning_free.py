@@ -392,7 +392,7 @@ def test_eval_params_under_partition_and_injection(rng):
     params = {"a": jnp.asarray(rng.normal(size=3)), "b": jnp.asarray(rng.normal(size=2))}
     labels = {"a": "free", "b": "adam"}
     injected = jopt.inject_hyperparams(jopt.schedule_free_sgd)(0.1, momentum=0.5)
-    optimizer = jopt.partition({"free": injected, "adam": jopt.adam(0.1)}, labels)
+    optimizer = jopt.partition({"free": injected, "adam": jopt.adam(0.1)}, labels=labels)
     state = optimizer.init(params)
     grads = {"a": jnp.ones(3), "b": jnp.ones(2)}
     update = jax.jit(optimizer.update)
@@ -439,7 +439,7 @@ def test_prodigy_d_reads_the_estimate():
     assert float(jopt.prodigy_d(state)) == pytest.approx(1e-3)
     with pytest.raises(ValueError, match="no ScaleByProdigyState"):
         jopt.prodigy_d(jopt.adam().init(params))
-    two = jopt.partition({"a": jopt.prodigy(), "b": jopt.prodigy()}, {"w": "a"})
+    two = jopt.partition({"a": jopt.prodigy(), "b": jopt.prodigy()}, labels={"w": "a"})
     with pytest.raises(KeyError, match="ambiguous"):
         jopt.prodigy_d(two.init(params))
 

@@ -233,7 +233,7 @@ def test_partition_equals_separately_optimized_subtrees(labels_kind, rng):
     steps = 15
     gradient = _gradient_stream(params, steps)
     opt = jopt.partition(
-        {"slow": jopt.sgd(0.05, momentum=0.9), "fast": jopt.adam(0.02, b1=0.8)}, labels
+        {"slow": jopt.sgd(0.05, momentum=0.9), "fast": jopt.adam(0.02, b1=0.8)}, labels=labels
     )
     ours, state = _run(opt, params, gradient, steps)
 
@@ -260,21 +260,21 @@ def _rebuild(params, flat):
 
 def test_partition_errors(rng):
     params = make_params(rng)
-    opt = jopt.partition({"a": jopt.sgd(0.1)}, {"encoder": "a", "norm": "a", "head": "b"})
+    opt = jopt.partition({"a": jopt.sgd(0.1)}, labels={"encoder": "a", "norm": "a", "head": "b"})
     with pytest.raises(ValueError, match="'b'"):
         opt.init(params)
     with pytest.raises(ValueError, match="labels"):
-        jopt.partition({"a": jopt.sgd(0.1)}, {"encoder": "a"}).init(params)
+        jopt.partition({"a": jopt.sgd(0.1)}, labels={"encoder": "a"}).init(params)
     with pytest.raises(TypeError, match="transforms"):
-        jopt.partition([jopt.sgd(0.1)], "a")
+        jopt.partition([jopt.sgd(0.1)], labels="a")
     with pytest.raises(TypeError, match=r"transforms\['a'\]"):
-        jopt.partition({"a": "sgd"}, "a")
+        jopt.partition({"a": "sgd"}, labels="a")
 
 
 @pytest.mark.float64
 def test_partition_passes_none_and_integer_leaves(rng):
     params = {"w": rng.normal(size=3), "none": None, "step": np.asarray(3)}
-    opt = jopt.partition({"x": jopt.adam(0.1)}, "x")
+    opt = jopt.partition({"x": jopt.adam(0.1)}, labels="x")
     state = opt.init(params)
     updates, _ = opt.update({"w": np.ones(3), "none": None, "step": np.asarray(0)}, state, params)
     assert updates["none"] is None
@@ -287,7 +287,7 @@ def test_partition_passes_none_and_integer_leaves(rng):
 def test_masked_optimizes_masked_in_leaves_only(as_function, rng):
     params = make_params(rng)
     mask = decay_mask if as_function else decay_mask(params)
-    opt = jopt.masked(jopt.adam(0.05), mask)
+    opt = jopt.masked(jopt.adam(0.05), mask=mask)
     state = opt.init(params)
     grads = jax.tree.map(lambda p: rng.normal(size=np.shape(p)), params)
     updates, state = jax.jit(opt.update)(grads, state, params)
@@ -335,7 +335,8 @@ def test_freeze_recipes_hold_frozen_params_still(rng):
     labels = {"encoder": "frozen", "norm": "train", "head": "train"}
     grouped, state = _run(
         jopt.partition(
-            {"train": jopt.adamw(0.05, weight_decay=0.1), "frozen": jopt.freeze(True)}, labels
+            {"train": jopt.adamw(0.05, weight_decay=0.1), "frozen": jopt.freeze(True)},
+            labels=labels,
         ),
         params,
         gradient,
@@ -370,7 +371,7 @@ def test_accumulate_equals_the_large_batch_run(every_k, rng):
     """k micro-batches of a mean loss, accumulated, = one step on the whole batch."""
     x, y, params, grad = _regression(rng)
     rounds = 5
-    opt = jopt.accumulate(jopt.adam(0.05, b1=0.8), every_k)
+    opt = jopt.accumulate(jopt.adam(0.05, b1=0.8), every_k=every_k)
     state = opt.init(params)
     update = jax.jit(opt.update)
     reference = optax.adam(0.05, b1=0.8)
@@ -395,7 +396,7 @@ def test_accumulate_equals_the_large_batch_run(every_k, rng):
 @pytest.mark.float64
 def test_accumulate_memory_is_inner_state_plus_one_gradient(nested_tree):
     inner = jopt.adam(1e-3)
-    state = jopt.accumulate(inner, 4).init(nested_tree)
+    state = jopt.accumulate(inner, every_k=4).init(nested_tree)
     counter = 4  # the int32 micro-step
     assert nbytes(state) == nbytes(inner.init(nested_tree)) + nbytes(nested_tree) + counter
     assert nbytes(state.grad_sum) == nbytes(nested_tree)
@@ -411,7 +412,7 @@ def test_accumulate_runs_the_inner_update_only_on_the_kth_micro_step(nested_tree
 
         return jopt.GradientTransformation(lambda params: jopt.EmptyState(), update)
 
-    opt = jopt.accumulate(jopt.chain(counting(), jopt.sgd(0.1)), 4)
+    opt = jopt.accumulate(jopt.chain(counting(), jopt.sgd(0.1)), every_k=4)
     state = opt.init(nested_tree)
     update = jax.jit(opt.update)
     grads = jax.tree.map(jnp.ones_like, nested_tree)
@@ -423,8 +424,8 @@ def test_accumulate_runs_the_inner_update_only_on_the_kth_micro_step(nested_tree
 
 def test_accumulate_validation():
     with pytest.raises(ValueError, match="every_k"):
-        jopt.accumulate(jopt.sgd(0.1), 0)
+        jopt.accumulate(jopt.sgd(0.1), every_k=0)
     with pytest.raises(TypeError, match="every_k"):
-        jopt.accumulate(jopt.sgd(0.1), 2.0)
+        jopt.accumulate(jopt.sgd(0.1), every_k=2.0)
     with pytest.raises(TypeError, match="optimizer"):
-        jopt.accumulate("sgd", 2)
+        jopt.accumulate("sgd", every_k=2)

@@ -5,17 +5,18 @@ Nesterov, Adagrad, Adadelta, RMSprop, Adam, Adamax) and the initialization of de
 networks.  This package holds the code its demos share, so that the command line,
 the notebooks in ``notebooks/`` and ``examples/`` run one definition of each:
 
-* :mod:`jopt.lecture.digits`: the running example, a 64-64-10 tanh MLP on
+* [`jopt.lecture.digits`][jopt.lecture.digits]: the running example, a 64-64-10 tanh MLP on
   scikit-learn's digits (data split, initialization, forward pass, loss, evaluation);
-* :mod:`jopt.lecture.table`: the lecture's summary table (adaptive learning rate,
+* [`jopt.lecture.table`][jopt.lecture.table]: the lecture's summary table (adaptive learning rate,
   consistent units, saddle points), measured for any optimizer of the registry;
-* :mod:`jopt.lecture.roster`: which optimizers the lecture covers and how its
-  figures name them; every one comes from :data:`jopt.optimizers.ALL`;
-* :mod:`jopt.lecture.compare`: the optimizers of the registry trained on the digits
+* [`jopt.lecture.roster`][jopt.lecture.roster]: which optimizers the lecture covers and how its
+  figures name them; every one comes from [`jopt.optimizers.ALL`][jopt.optimizers.ALL];
+* [`jopt.lecture.compare`][jopt.lecture.compare]: the optimizers of the registry trained on the
+digits
   over several seeds, in one compiled program;
-* :mod:`jopt.lecture.cli`: ``python -m jopt``, that comparison and the table;
-* :mod:`jopt.lecture.bench`: ``python -m jopt bench``, a fair race of every optimizer
-  on four workloads (:mod:`jopt.lecture.workloads`), scored as AlgoPerf scores.
+* ``jopt.lecture.cli``: ``python -m jopt``, that comparison and the table;
+* ``jopt.lecture.bench``: ``python -m jopt bench``, a fair race of every optimizer
+  on four workloads (``jopt.lecture.workloads``), scored as AlgoPerf scores.
 
 ``import jopt`` does not import this package.  Its optional dependencies
 (scikit-learn, matplotlib, tqdm) are jopt's ``examples`` extra, imported only where

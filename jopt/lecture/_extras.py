@@ -1,7 +1,7 @@
 """The lecture's optional dependencies, imported when first needed.
 
 scikit-learn (the digits), matplotlib (figures) and tqdm (progress bars) belong to
-jopt's ``examples`` extra, not to its runtime dependencies.  :func:`require` imports
+jopt's ``examples`` extra, not to its runtime dependencies.  ``require`` imports
 one of them inside the function that needs it and, when it is missing, raises an
 ``ImportError`` that says which package to install and how.
 """
@@ -22,7 +22,8 @@ class MissingExtra(ImportError):
 
 
 def require(module: str, *, purpose: str) -> ModuleType:
-    """``import module``, or a :class:`MissingExtra` naming the package and the extra.
+    """``import module``, or a [`MissingExtra`][jopt.lecture.MissingExtra] naming the package and
+    the extra.
 
     Args:
         module: the module to import, e.g. ``"sklearn.datasets"``.

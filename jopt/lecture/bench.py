@@ -1,14 +1,14 @@
 """``python -m jopt bench``: every optimizer of the registry in a fair race, AlgoPerf's way.
 
-**Workloads** (:mod:`jopt.lecture.workloads`): the digits MLP, a small conv net on
+**Workloads** (``jopt.lecture.workloads``): the digits MLP, a small conv net on
 the digits images, an ill-conditioned least-squares problem and a small transformer
 learning to sort, each with a target on a held-out (or full-data) metric and a step
 budget.
 
 **Tuning**: every optimizer gets the same budget: its demo learning rate
-(:data:`jopt.optimizers.DEMO_LEARNING_RATES`) times each of :data:`LR_FACTORS`,
-with ``--seeds`` seeds, run as one :func:`jopt.training.sweep` per optimizer and
-workload (one compilation).  The evaluation runs after every epoch.
+([`jopt.optimizers.DEMO_LEARNING_RATES`][jopt.optimizers.DEMO_LEARNING_RATES]) times each of
+``LR_FACTORS``, with ``--seeds`` seeds, run as one [`jopt.training.sweep`][jopt.training.sweep] per
+optimizer and workload (one compilation).  The evaluation runs after every epoch.
 
 **Scoring** (Dahl et al., 2023, "Benchmarking neural network training
 algorithms", external tuning): a run's *time to target* is the steps to the end of

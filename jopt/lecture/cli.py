@@ -1,15 +1,14 @@
 """``python -m jopt``: the lecture's optimizers compared on a real task, and its table measured.
 
-The task needs no network: the MLP classifier of :mod:`jopt.lecture.digits` on
-scikit-learn's bundled digits, split into train and test sets by ``--seed``.  Every
-optimizer trains with ``--seeds`` seeds (initial weights and batch order, the same
-for every optimizer) at its learning rate from
-:data:`jopt.optimizers.DEMO_LEARNING_RATES`, all of them in one compiled program
-(:func:`jopt.lecture.compare.compare`), and the results are means ± standard
-deviations over the seeds.  Then the lecture's summary table is measured on toy
-problems by :mod:`jopt.lecture.table`, with the saddle race run from as many starts.
+The task needs no network: the MLP classifier of [`jopt.lecture.digits`][jopt.lecture.digits] on
+scikit-learn's bundled digits, split into train and test sets by ``--seed``.  Every optimizer trains
+with ``--seeds`` seeds (initial weights and batch order, the same for every optimizer) at its
+learning rate from [`jopt.optimizers.DEMO_LEARNING_RATES`][jopt.optimizers.DEMO_LEARNING_RATES], all
+of them in one compiled program (``jopt.lecture.compare.compare``), and the results are means ±
+standard deviations over the seeds.  Then the lecture's summary table is measured on toy problems by
+[`jopt.lecture.table`][jopt.lecture.table], with the saddle race run from as many starts.
 
-``python -m jopt bench`` is the fair race of :mod:`jopt.lecture.bench`.
+``python -m jopt bench`` is the fair race of ``jopt.lecture.bench``.
 
 Install the extra with ``pip install "jopt[examples]"``; ``python -m jopt --help``
 lists the flags.  Exit codes: 0 success, 1 a missing dependency, 2 bad flags.
@@ -204,7 +203,7 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str,
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``python -m jopt`` with the flags ``argv``; returns the exit code.
 
-    ``python -m jopt bench ...`` runs :func:`jopt.lecture.bench.main` instead.
+    ``python -m jopt bench ...`` runs ``jopt.lecture.bench.main`` instead.
 
     Args:
         argv: the flags (default: ``sys.argv[1:]``).

@@ -1,14 +1,14 @@
 """The optimizers of the registry compared on the digits, over seeds, as one program.
 
-:func:`compare` trains the digits MLP of :mod:`jopt.lecture.digits` with each named
-optimizer at its demo learning rate (:data:`jopt.optimizers.DEMO_LEARNING_RATES`)
-and several seeds, all in one :func:`jopt.training.sweep`: one compilation for every
-optimizer and seed.  Seed ``s`` draws the initial weights and the batch order from
-``jax.random.fold_in(key, s)`` (see :func:`jopt.training.sweep`), the same for every
-optimizer, so each seed is a fair comparison on its own and the spread over seeds
-says how much of a difference is luck.
+``compare`` trains the digits MLP of [`jopt.lecture.digits`][jopt.lecture.digits] with each named
+optimizer at its demo learning rate
+([`jopt.optimizers.DEMO_LEARNING_RATES`][jopt.optimizers.DEMO_LEARNING_RATES]) and several seeds,
+all in one [`jopt.training.sweep`][jopt.training.sweep]: one compilation for every optimizer and
+seed.  Seed ``s`` draws the initial weights and the batch order from ``jax.random.fold_in(key, s)``
+(see [`jopt.training.sweep`][jopt.training.sweep]), the same for every optimizer, so each seed is a
+fair comparison on its own and the spread over seeds says how much of a difference is luck.
 
-``python -m jopt`` prints its :func:`compare`; the notebooks plot it.
+``python -m jopt`` prints its ``compare``; the notebooks plot it.
 """
 
 from __future__ import annotations
@@ -54,10 +54,10 @@ class Result:
 
 @dataclasses.dataclass(frozen=True)
 class Comparison:
-    """What :func:`compare` returns.
+    """What ``compare`` returns.
 
     Attributes:
-        results: one :class:`Result` per optimizer that trained, in the order asked.
+        results: one ``Result`` per optimizer that trained, in the order asked.
         failed: ``name -> reason`` for every optimizer that could not be trained.
         wall_time: seconds of the sweep, compilation included.
         compile_time: seconds spent compiling.
@@ -94,16 +94,16 @@ def compare(
     ``failed`` with the reason instead of stopping the others.
 
     Args:
-        names: keys of :data:`jopt.optimizers.ALL`.
-        split: the digits (:func:`jopt.lecture.digits.load`).
+        names: keys of [`jopt.optimizers.ALL`][jopt.optimizers.ALL].
+        split: the digits (``jopt.lecture.digits.load``).
         epochs: passes over the training set.
-        batch_size: as for :func:`jopt.training.fit`.
+        batch_size: as for [`jopt.training.fit`][jopt.training.fit].
         seeds: seeds per optimizer.
         key: the PRNG key the seeds are drawn from.
         target: the training loss whose first epoch is reported.
 
     Returns:
-        A :class:`Comparison`.
+        A ``Comparison``.
     """
     factories = {name: optimizers.ALL[name] for name in names}
     grids = {

@@ -4,13 +4,15 @@ The data are scikit-learn's bundled ``load_digits``, 1,797 grey 8×8 images of t
 digits 0-9 (no download), split by a seed into 1,440 training and 357 test images.
 The model is the lecture's: two dense layers, ``tanh`` between them, Xavier-uniform
 weights and zero biases, trained on the mean softmax cross-entropy.  ``python -m
-jopt``, the notebooks and ``examples/data_parallel.py`` all train this one definition::
+jopt``, the notebooks and ``examples/data_parallel.py`` all train this one definition:
 
-    split = digits.load(seed=0)
-    params = digits.init_params(jax.random.key(0))
-    params, _, history = jopt.training.fit(digits.loss, params, jopt.adam(1e-3),
-                                           split.train, batch_size=32, key=key)
-    digits.evaluate(params, split)   # {"train_loss", "test_loss", "test_accuracy"}
+```text
+split = digits.load(seed=0)
+params = digits.init_params(jax.random.key(0))
+params, _, history = jopt.training.fit(digits.loss, params, jopt.adam(1e-3),
+                                       split.train, batch_size=32, key=key)
+digits.evaluate(params, split)   # {"train_loss", "test_loss", "test_accuracy"}
+```
 
 Parameters are ``{"layer0": {"w": (64, hidden), "b": (hidden,)}, "layer1": {"w":
 (hidden, 10), "b": (10,)}}``, float32.  Needs scikit-learn (``pip install
@@ -53,7 +55,7 @@ class Split(NamedTuple):
 
     @property
     def train(self) -> tuple[np.ndarray, np.ndarray]:
-        """``(x_train, y_train)``: the batch format of :func:`loss`."""
+        """``(x_train, y_train)``: the batch format of ``loss``."""
         return self.x_train, self.y_train
 
     @property
@@ -73,7 +75,7 @@ def load(seed: int = 0) -> Split:
         seed: the seed of the split.
 
     Returns:
-        A :class:`Split` of NumPy arrays.
+        A ``Split`` of NumPy arrays.
 
     Raises:
         MissingExtra: scikit-learn is not installed.

@@ -1,9 +1,9 @@
 """Which optimizers the lecture shows, under which names, at which learning rate.
 
-Every optimizer comes from the registry, :data:`jopt.optimizers.ALL`; this module
-only says which of them the lecture's outline covers (:data:`LECTURE_OPTIMIZERS`), how
-its figures label them (:func:`label`), and how to build one at a learning rate that
-a demo sets for all of them alike (:func:`build`).
+Every optimizer comes from the registry, [`jopt.optimizers.ALL`][jopt.optimizers.ALL]; this module
+only says which of them the lecture's outline covers (``LECTURE_OPTIMIZERS``), how
+its figures label them (``label``), and how to build one at a learning rate that
+a demo sets for all of them alike (``build``).
 """
 
 from __future__ import annotations
@@ -55,10 +55,10 @@ def label(name: str) -> str:
 def build(name: str, *, learning_rate: float) -> GradientTransformation:
     """The registry's optimizer ``name`` at ``learning_rate``, its defaults otherwise.
 
-    Optimizers of :data:`SELF_SCALED` keep their default learning rate.
+    Optimizers of ``SELF_SCALED`` keep their default learning rate.
 
     Args:
-        name: a key of :data:`jopt.optimizers.ALL`.
+        name: a key of [`jopt.optimizers.ALL`][jopt.optimizers.ALL].
         learning_rate: the rate the demo gives every optimizer.
 
     Returns:

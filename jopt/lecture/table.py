@@ -5,12 +5,12 @@ it adapts the learning rate per parameter, whether its update has consistent uni
 and whether it easily handles saddle points.  Each column is measured here on a small
 problem, by running the optimizer's own ``init``/``update``:
 
-* **adaptive learning rate**: :func:`effective_lr_ratio`;
-* **consistent units**: :func:`units_exponent`;
-* **saddle points**: :func:`saddle_escape_steps`.
+* **adaptive learning rate**: ``effective_lr_ratio``;
+* **consistent units**: ``units_exponent``;
+* **saddle points**: ``saddle_escape_steps``.
 
-:func:`lecture_table` runs all three for any optimizers of the registry,
-:data:`jopt.optimizers.ALL`, each at :data:`SADDLE_LR` (:func:`race_optimizer`).  All
+``lecture_table`` runs all three for any optimizers of the registry,
+[`jopt.optimizers.ALL`][jopt.optimizers.ALL], each at ``SADDLE_LR`` (``race_optimizer``).  All
 arithmetic is float32 whatever ``jax_enable_x64`` says, so the table reads the same in
 a script and under the test suite.
 """
@@ -54,7 +54,7 @@ def _step(optimizer, grads, state, params, loss):
 
 def race_optimizer(name: str) -> GradientTransformation:
     """The registry's optimizer ``name`` with the hyperparameters the table measures:
-    :data:`SADDLE_LR` and its defaults (see :func:`jopt.lecture.roster.build`)."""
+    ``SADDLE_LR`` and its defaults (see ``jopt.lecture.roster.build``)."""
     return roster.build(name, learning_rate=SADDLE_LR)
 
 
@@ -136,7 +136,7 @@ def units_exponents(
     they are negligible against the drawn state.)
 
     The assignments are tried all at once (``vmap``, one compiled update per ``k``);
-    a state with more than :data:`MAX_STATE_LEAVES` float leaves has too many to try,
+    a state with more than ``MAX_STATE_LEAVES`` float leaves has too many to try,
     and gives ``None``.
     """
     rng = np.random.default_rng(seed)
@@ -255,7 +255,7 @@ def saddle_escape_steps(
 
 
 def _escape_steps(optimizers_, starts, max_steps, x0) -> list[np.ndarray]:
-    """:func:`saddle_escape_steps` for several optimizers in one compiled program."""
+    """``saddle_escape_steps`` for several optimizers in one compiled program."""
 
     def loss(params):
         return params[0] ** 2 - params[1] ** 2
@@ -286,7 +286,7 @@ def _escape_steps(optimizers_, starts, max_steps, x0) -> list[np.ndarray]:
 def saddle_starts(seeds: int) -> tuple[np.ndarray, np.ndarray]:
     """The saddle race's starts for `seeds` seeds: ``(x0, y0)``, each ``(starts, seeds)``.
 
-    Seed 0 starts from the nominal ``(1, y₀)`` of :data:`SADDLE_STARTS`; seed
+    Seed 0 starts from the nominal ``(1, y₀)`` of ``SADDLE_STARTS``; seed
     ``s > 0`` from ``x₀ ~ U(0.5, 1.5)`` and ``y₀`` scaled by ``10^U(−½, ½)`` (half a
     decade either way), drawn by ``np.random.default_rng(s)``: the same starts for
     every optimizer.
@@ -301,7 +301,7 @@ def saddle_starts(seeds: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def saddle_spread(optimizer: GradientTransformation, *, seeds: int) -> np.ndarray:
-    """Steps to escape from every start of :func:`saddle_starts`: ``(starts, seeds)``."""
+    """Steps to escape from every start of ``saddle_starts``: ``(starts, seeds)``."""
     return _spreads((optimizer,), seeds)[0]
 
 
@@ -330,7 +330,7 @@ class Row:
     """One method's measured row; see the module docstring for each column.
 
     ``saddle_steps`` are from the nominal starts; ``saddle_mean`` and ``saddle_std``
-    over the seeds' starts (:func:`saddle_starts`), one entry per nominal start.  A
+    over the seeds' starts (``saddle_starts``), one entry per nominal start.  A
     measurement that could not be made is ``None``, with the reason in ``note``.
     """
 
@@ -350,12 +350,13 @@ def lecture_table(methods: tuple[str, ...] | None = None, *, seeds: int = 1) -> 
     """Measure every column of the lecture's table for `methods`.
 
     Args:
-        methods: registry names (keys of :data:`jopt.optimizers.ALL`); default: all of
-            them, in registry order.  Each runs as :func:`race_optimizer` builds it.
-        seeds: starts of the saddle race per nominal start (:func:`saddle_starts`).
+        methods: registry names (keys of [`jopt.optimizers.ALL`][jopt.optimizers.ALL]); default: all
+        of
+            them, in registry order.  Each runs as ``race_optimizer`` builds it.
+        seeds: starts of the saddle race per nominal start (``saddle_starts``).
 
     Returns:
-        One :class:`Row` per method, in the order given.  A measurement that fails
+        One ``Row`` per method, in the order given.  A measurement that fails
         for a method (one that cannot run on these toy problems) is ``None`` in its
         row, and ``note`` says why; the other methods are measured as usual.
 

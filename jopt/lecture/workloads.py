@@ -1,10 +1,10 @@
 """The bench's workloads: four small training problems, bundled or drawn from a seed.
 
-Each :class:`Workload` is a dataset, a model (``init``, ``loss``), an evaluation
+Each ``Workload`` is a dataset, a model (``init``, ``loss``), an evaluation
 and a target, as in AlgoPerf: an optimizer *solves* the workload when the
 evaluation reaches the target within the step budget.
 
-* ``digits_mlp``: the lecture's 64-64-10 tanh MLP (:mod:`jopt.lecture.digits`);
+* ``digits_mlp``: the lecture's 64-64-10 tanh MLP ([`jopt.lecture.digits`][jopt.lecture.digits]);
   target: the test set's cross-entropy.
 * ``digits_conv``: a small convolutional net on the same 8×8 images (two 3×3
   convolutions, 16 and 32 channels, the second with stride 2, ReLU, then a dense
@@ -45,7 +45,7 @@ class Workload:
     """A training problem with a target.
 
     Attributes:
-        name: one of :data:`WORKLOADS`.
+        name: one of ``WORKLOADS``.
         description: one line for the report.
         train: the training data, ``(inputs, targets)``.
         init: ``key -> params``.

@@ -94,9 +94,10 @@ def muon(
       nu_dtype: storage dtype of AdamW's second moment.
 
     Returns:
-      ``jopt.partition({"muon": …, "adam": …}, labels)``.  State: the ``"muon"`` group holds an
-      [`jopt.EmaMomentumState`][jopt.EmaMomentumState] (``mu``: torch's ``momentum_buffer``; left
-      out for a literal ``momentum=0``), the ``"adam"`` group AdamW's ``ScaleByAdamState``.
+      ``jopt.partition({"muon": …, "adam": …}, labels=labels)``.  State: the ``"muon"``
+      group holds an [`jopt.EmaMomentumState`][jopt.EmaMomentumState] (``mu``: torch's
+      ``momentum_buffer``; left out for a literal ``momentum=0``), the ``"adam"`` group
+      AdamW's ``ScaleByAdamState``.
     """
     check(
         learning_rate=learning_rate,
@@ -137,4 +138,4 @@ def muon(
     def route(params):
         return muon_labels(params, labels=labels, stack_axes=stack_axes)
 
-    return partition({"muon": matrices, "adam": others}, route)
+    return partition({"muon": matrices, "adam": others}, labels=route)

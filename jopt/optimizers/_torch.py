@@ -62,8 +62,8 @@ def nadam(
     torch.optim.NAdam's rule and defaults.  optax's ``nadam`` has no momentum
     schedule: it is ``jopt.chain(jopt.scale_by_adam(b1, b2=b2, eps=eps,
     nesterov=True), jopt.scale_by_learning_rate(lr))``.  State:
-    :class:`jopt.ScaleByNadamState` (``mu``: torch ``exp_avg``, ``nu``: ``exp_avg_sq``,
-    ``mu_product``: ``mu_product``, ``count``: ``step``).  ``mu_dtype``/``nu_dtype``
+    [`jopt.ScaleByNadamState`][jopt.ScaleByNadamState] (``mu``: torch ``exp_avg``, ``nu``:
+    ``exp_avg_sq``, ``mu_product``: ``mu_product``, ``count``: ``step``).  ``mu_dtype``/``nu_dtype``
     store the moments in another dtype.
     """
     scaling = scale_by_nadam(
@@ -91,10 +91,10 @@ def radam(
     ``rₜ = √((ρₜ − 4)(ρₜ − 2)ρ∞ / ((ρ∞ − 4)(ρ∞ − 2)ρₜ))``.
 
     torch.optim.RAdam's rule (ε added to the uncorrected √v, strict ``ρₜ > 5``) and
-    defaults: :func:`jopt.scale_by_radam` with ``eps_before_correction=True,
+    defaults: [`jopt.scale_by_radam`][jopt.scale_by_radam] with ``eps_before_correction=True,
     strict_threshold=True``; optax's ``radam`` is that block with both off.  State:
-    :class:`jopt.ScaleByRadamState` (``mu``: torch ``exp_avg``, ``nu``: ``exp_avg_sq``,
-    ``count``: ``step``).
+    [`jopt.ScaleByRadamState`][jopt.ScaleByRadamState] (``mu``: torch ``exp_avg``, ``nu``:
+    ``exp_avg_sq``, ``count``: ``step``).
     """
     scaling = scale_by_radam(
         b1,
@@ -123,10 +123,10 @@ def asgd(
     ``ax ← ax + μₜ·(θₜ₊₁ − ax)``, ``μ₁ = 1``, ``μₜ₊₁ = 1 / max(1, t − t₀)``.
 
     The training parameters are the SGD iterates; evaluate with the average,
-    :func:`jopt.asgd_averaged_params` (``optimizer.state[p]["ax"]`` in torch).  With
-    torch's default ``t0=1e6`` averaging never starts in practice and the average is
-    the latest iterate.  State: :class:`jopt.ScaleByAsgdState` (``eta``, ``avg_weight``:
-    torch ``mu``, ``ax``, ``count``: ``step``).
+    [`jopt.asgd_averaged_params`][jopt.asgd_averaged_params] (``optimizer.state[p]["ax"]`` in
+    torch).  With torch's default ``t0=1e6`` averaging never starts in practice and the average is
+    the latest iterate.  State: [`jopt.ScaleByAsgdState`][jopt.ScaleByAsgdState] (``eta``,
+    ``avg_weight``: torch ``mu``, ``ax``, ``count``: ``step``).
     """
     return chain(
         *weight_decay_block(weight_decay),
@@ -148,10 +148,11 @@ def rprop(
     coordinate rests one step (its gradient is forgotten).  Only the sign of the
     gradient matters, so Rprop suits full-batch training.
 
-    torch.optim.Rprop's rule and defaults; a schedule for ``learning_rate`` is read
-    once, at step 0 (torch's learning rate only sets the initial step sizes).  See
-    :func:`jopt.scale_by_irprop_minus`.  State: :class:`jopt.ScaleByIrpropMinusState`
-    (``step_size``, ``prev_grad``: torch ``prev``, ``count``: ``step``).
+    torch.optim.Rprop's rule and defaults; a schedule for ``learning_rate`` is read once, at step 0
+    (torch's learning rate only sets the initial step sizes).  See
+    [`jopt.scale_by_irprop_minus`][jopt.scale_by_irprop_minus].  State:
+    [`jopt.ScaleByIrpropMinusState`][jopt.ScaleByIrpropMinusState] (``step_size``, ``prev_grad``:
+    torch ``prev``, ``count``: ``step``).
     """
     return chain(
         scale_by_irprop_minus(learning_rate, etas=etas, step_sizes=step_sizes), scale(-1.0)
@@ -194,15 +195,17 @@ def adafactor(
     keeps 2·n·m; vectors and scalars keep a full average.  With ``1 − β̂₂ₜ = t^τ``
     (τ = ``beta2_decay``), ``(ε₁, ε₂) = eps``, ``ρₜ = min(η, 1/√t)`` and ``û`` the
     gradient over the root of the (factored) second moment, clipped to RMS ≤ d
-    (:func:`jopt.scale_by_adafactor`)::
+    ([`jopt.scale_by_adafactor`][jopt.scale_by_adafactor]):
 
-        θₜ₊₁ = θₜ − ρₜ·max(ε₂, RMS(θₜ))·û − η·λ·θₜ
+    ```text
+    θₜ₊₁ = θₜ − ρₜ·max(ε₂, RMS(θₜ))·û − η·λ·θₜ
+    ```
 
     torch's relative step size, parameter scaling and decoupled weight decay (the
     decay is η·λ·θ, not ρₜ·λ·θ); there is no first moment.  ``eps[0]=None`` is the
     machine epsilon.  Complex parameters are refused.  State:
-    :class:`jopt.ScaleByAdafactorState` (``nu_row``: torch ``row_var``, ``nu_col``:
-    ``col_var``, ``nu``: ``variance``, ``count``: ``step``).
+    [`jopt.ScaleByAdafactorState`][jopt.ScaleByAdafactorState] (``nu_row``: torch ``row_var``,
+    ``nu_col``: ``col_var``, ``nu``: ``variance``, ``count``: ``step``).
     """
     check(learning_rate=learning_rate, weight_decay=weight_decay)
     eps = checked("eps", eps, owner="adafactor")

@@ -36,11 +36,13 @@ def schedule_free_adamw(
 
     The parameters are y, where the gradient is taken; evaluate at x,
     ``jopt.schedule_free_eval_params(state, params)`` (recompute batch-norm statistics
-    there).  With t = 1, 2, … and γₜ = η·min(1, t / warmup_steps)::
+    there).  With t = 1, 2, … and γₜ = η·min(1, t / warmup_steps):
 
-        vₜ = β₂·vₜ₋₁ + (1 − β₂)·gₜ²,   dₜ = gₜ / (√(vₜ / (1 − β₂ᵗ)) + ε) + λ·yₜ
-        zₜ₊₁ = zₜ − γₜ·dₜ,   xₜ₊₁ = (1 − cₜ)·xₜ + cₜ·zₜ₊₁,   yₜ₊₁ = (1 − β₁)·zₜ₊₁ + β₁·xₜ₊₁
-        cₜ = wₜ / Σᵢ≤ₜ wᵢ,   wₜ = tʳ·(maxᵢ≤ₜ γᵢ)^weight_lr_power
+    ```text
+    vₜ = β₂·vₜ₋₁ + (1 − β₂)·gₜ²,   dₜ = gₜ / (√(vₜ / (1 − β₂ᵗ)) + ε) + λ·yₜ
+    zₜ₊₁ = zₜ − γₜ·dₜ,   xₜ₊₁ = (1 − cₜ)·xₜ + cₜ·zₜ₊₁,   yₜ₊₁ = (1 − β₁)·zₜ₊₁ + β₁·xₜ₊₁
+    cₜ = wₜ / Σᵢ≤ₜ wᵢ,   wₜ = tʳ·(maxᵢ≤ₜ γᵢ)^weight_lr_power
+    ```
 
     There is no first moment: β₁ interpolates between z and x.  The weight decay is
     taken at y and scaled by γₜ, and the bias correction divides v (not the learning
@@ -49,7 +51,7 @@ def schedule_free_adamw(
     is needed; ``learning_rate`` may still be one (evaluated at the number of earlier
     updates, then warmed up).
 
-    Block: :func:`jopt.scale_by_schedule_free_adamw`.  State:
+    Block: [`jopt.scale_by_schedule_free_adamw`][jopt.scale_by_schedule_free_adamw].  State:
     ``ScaleByScheduleFreeAdamwState`` (``nu``: ``exp_avg_sq``, stored in ``nu_dtype``;
     ``z_minus_previous_x``: z − x before the average moves, stored in ``mu_dtype``;
     ``lr_max``, ``weight_sum``, ``scheduled_lr``, ``ckp1``; ``count``: ``k``).  Same
@@ -81,10 +83,12 @@ def schedule_free_sgd(
 ) -> GradientTransformation:
     """Schedule-free SGD (Defazio et al., 2024).
 
-    :func:`schedule_free_adamw` with the base direction ``dₜ = gₜ + λ·yₜ`` (no second
-    moment) and β = ``momentum``::
+    [`schedule_free_adamw`][jopt.optimizers.schedule_free_adamw] with the base direction ``dₜ = gₜ +
+    λ·yₜ`` (no second moment) and β = ``momentum``:
 
-        zₜ₊₁ = zₜ − γₜ·dₜ,   xₜ₊₁ = (1 − cₜ)·xₜ + cₜ·zₜ₊₁,   yₜ₊₁ = (1 − β)·zₜ₊₁ + β·xₜ₊₁
+    ```text
+    zₜ₊₁ = zₜ − γₜ·dₜ,   xₜ₊₁ = (1 − cₜ)·xₜ + cₜ·zₜ₊₁,   yₜ₊₁ = (1 − β)·zₜ₊₁ + β·xₜ₊₁
+    ```
 
     with γₜ, cₜ as there.  Evaluate at x with ``jopt.schedule_free_eval_params`` (and
     recompute batch-norm statistics there).  ``schedulefree``'s ``SGDScheduleFree``
@@ -130,13 +134,15 @@ def prodigy(
 
     With xₖ the parameters, x₀ the initial ones, η the learning rate (a multiplier,
     1.0 by default), ρₖ = √(1 − β₂ᵏ⁺¹)/(1 − β₁ᵏ⁺¹) with ``use_bias_correction`` (else
-    1), γₖ = dₖ·η·ρₖ, and β₃ = √β₂ unless given::
+    1), γₖ = dₖ·η·ρₖ, and β₃ = √β₂ unless given:
 
-        mₖ₊₁ = β₁·mₖ + (1 − β₁)·dₖ·gₖ,     vₖ₊₁ = β₂·vₖ + (1 − β₂)·dₖ²·gₖ²
-        sₖ₊₁ = β₃·sₖ + (dₖ/d₀)·γₖ·gₖ        (dₖ/d₀)·dₖ·gₖ with ``safeguard_warmup``
-        rₖ₊₁ = β₃·rₖ + (dₖ/d₀)·γₖ·⟨gₖ, x₀ − xₖ⟩
-        d̂ = d_coef·rₖ₊₁ / ‖sₖ₊₁‖₁,   d̂ₘₐₓ ← max(d̂ₘₐₓ, d̂),   dₖ₊₁ = min(d̂ₘₐₓ, dₖ·growth_rate)
-        xₖ₊₁ = xₖ − γₖ·(mₖ₊₁ / (√vₖ₊₁ + dₖ₊₁·ε) + λ·xₖ)
+    ```text
+    mₖ₊₁ = β₁·mₖ + (1 − β₁)·dₖ·gₖ,     vₖ₊₁ = β₂·vₖ + (1 − β₂)·dₖ²·gₖ²
+    sₖ₊₁ = β₃·sₖ + (dₖ/d₀)·γₖ·gₖ        (dₖ/d₀)·dₖ·gₖ with ``safeguard_warmup``
+    rₖ₊₁ = β₃·rₖ + (dₖ/d₀)·γₖ·⟨gₖ, x₀ − xₖ⟩
+    d̂ = d_coef·rₖ₊₁ / ‖sₖ₊₁‖₁,   d̂ₘₐₓ ← max(d̂ₘₐₓ, d̂),   dₖ₊₁ = min(d̂ₘₐₓ, dₖ·growth_rate)
+    xₖ₊₁ = xₖ − γₖ·(mₖ₊₁ / (√vₖ₊₁ + dₖ₊₁·ε) + λ·xₖ)
+    ```
 
     with d̂ₘₐₓ starting at d₀, and dₖ first raised to max(d₀, d̂) while it is still d₀
     (so the first growth is not limited by ``growth_rate``).  The sums ⟨·,·⟩ and ‖·‖₁ run over
@@ -152,9 +158,9 @@ def prodigy(
     d·g and d²·g², about 1e-6 and 1e-12 times the gradient's scale while d is near d₀:
     float16 storage underflows there; use float32 (bfloat16 has float32's range).
 
-    Block: :func:`jopt.scale_by_prodigy`.  State: ``ScaleByProdigyState`` (``mu``:
-    ``exp_avg``, ``nu``: ``exp_avg_sq``, ``s``, ``p0``, ``d``, ``d_max``,
-    ``d_numerator``, ``k``, and ``count``, the number of updates).
+    Block: [`jopt.scale_by_prodigy`][jopt.scale_by_prodigy].  State: ``ScaleByProdigyState``
+    (``mu``: ``exp_avg``, ``nu``: ``exp_avg_sq``, ``s``, ``p0``, ``d``, ``d_max``, ``d_numerator``,
+    ``k``, and ``count``, the number of updates).
 
     Mishchenko & Defazio, "Prodigy: An Expeditiously Adaptive Parameter-Free
     Learner", ICML 2024.

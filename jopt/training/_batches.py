@@ -1,9 +1,9 @@
 """Batches of a dataset: the data each gradient is taken on.
 
 A dataset is any pytree of arrays that share a leading example axis of length ``N``.
-:func:`batches` cuts one epoch of it into batches; the helpers here check a dataset,
-a batch size and a PRNG key for :func:`batches`, :func:`~jopt.training.fit` and
-:func:`~jopt.training.lr_range_test` alike.
+[`batches`][jopt.training.batches] cuts one epoch of it into batches; the helpers here check a
+dataset, a batch size and a PRNG key for [`batches`][jopt.training.batches],
+[`fit`][jopt.training.fit] and [`lr_range_test`][jopt.training.lr_range_test] alike.
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ def batches(
 
     With `shuffle`, the examples are visited in the order of
     ``jax.random.permutation(key, N)``; pass a new key for every epoch
-    (:func:`~jopt.training.fit` uses ``jax.random.fold_in(key, epoch)``) to reshuffle.
+    ([`fit`][jopt.training.fit] uses ``jax.random.fold_in(key, epoch)``) to reshuffle.
     Without it, in order, and no key is needed.
 
     **The ragged last batch.**  When ``N`` is not a multiple of ``n`` the last batch

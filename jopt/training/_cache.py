@@ -6,7 +6,7 @@ Here a program is kept under a *fingerprint* of what it closes over: for a Pytho
 function, its code object and, recursively, its defaults, the contents of its
 closure cells and the values of the module globals its code reads.  Two optimizers
 built the same way (same factory, same hyperparameters) have equal fingerprints, so
-a second :func:`~jopt.training.fit` with the same shapes reuses the first one's
+a second [`fit`][jopt.training.fit] with the same shapes reuses the first one's
 executable, with no tracing and no compilation.
 
 What is compared, and how:
@@ -14,7 +14,7 @@ What is compared, and how:
 * numbers, strings, ``None`` and dtypes by value (floats by their exact bits);
 * tuples, lists, dicts, ``functools.partial`` and functions structurally;
 * NumPy arrays by dtype, shape and content (they can be changed in place);
-* JAX arrays of up to :data:`SMALL` elements by value, larger ones by identity
+* JAX arrays of up to ``SMALL`` elements by value, larger ones by identity
   (they are immutable, so the same object always holds the same values);
 * modules, classes and every other object by identity (the key keeps it alive, so
   its ``id`` is never reused while the entry exists).
@@ -195,7 +195,7 @@ class Program:
     """A jitted function and its executables, one per signature of its arguments.
 
     ``program(signature, *args)`` runs the executable for ``signature`` (a hashable
-    description of the arguments' shapes, see :func:`signature`), compiling it ahead
+    description of the arguments' shapes, see ``signature``), compiling it ahead
     of its first call and adding the seconds spent to ``compile_time``.
     """
 
@@ -243,7 +243,7 @@ _PROGRAMS_LOCK = threading.Lock()
 
 
 def program(make: Callable[[], Callable], *recipe: Any) -> Program:
-    """The :class:`Program` kept for ``recipe``, or a new one from ``make()``.
+    """The ``Program`` kept for ``recipe``, or a new one from ``make()``.
 
     ``recipe`` is everything the function ``make`` returns closes over (the loss,
     the optimizer, static options); it is fingerprinted.  When it cannot be (it

@@ -1,4 +1,4 @@
-"""The training loop: :func:`fit`."""
+"""The training loop: [`fit`][jopt.training.fit]."""
 
 from __future__ import annotations
 
@@ -35,14 +35,16 @@ def fit(
     """Train ``params`` on ``data`` for ``epochs`` passes.
 
     ``opt_state = optimizer.init(params)``, then for every epoch ``e`` and every batch
-    ``b`` of ``batches(data, batch_size=batch_size, key=fold_in(key, e))``::
+    ``b`` of ``batches(data, batch_size=batch_size, key=fold_in(key, e))``:
 
-        J, g = value_and_grad(loss_fn)(θ, b);  u, opt_state = update(g, opt_state, θ);
-        θ ← θ + u
+    ```text
+    J, g = value_and_grad(loss_fn)(θ, b);  u, opt_state = update(g, opt_state, θ);
+    θ ← θ + u
+    ```
 
     (``update`` also receives ``value=J``, ``grad=g`` and ``value_fn``, for
     optimizers that need the loss or a line search; see
-    :func:`~jopt.training.make_step`).
+    [`make_step`][jopt.training.make_step]).
 
     **Steps per call.**  With ``steps_per_call=k`` (or ``"epoch"``, all the steps of
     an epoch) the dataset is copied to the device once and each compiled call runs
@@ -60,12 +62,12 @@ def fit(
 
     Args:
         loss_fn: ``loss_fn(params, batch) -> scalar``, the mean loss of a batch.
-        params: the initial parameters (not modified: :func:`fit` trains a copy,
+        params: the initial parameters (not modified: [`fit`][jopt.training.fit] trains a copy,
             which it donates to each call).
         optimizer: any ``(init, update)`` pair, jopt's or optax's.
         data: a pytree of arrays sharing a leading example axis of length ``N``.
         batch_size: ``None`` (batch gradient descent, one step per epoch), ``1``
-            (stochastic) or ``n`` (mini-batch); see :func:`~jopt.training.batches` for
+            (stochastic) or ``n`` (mini-batch); see [`batches`][jopt.training.batches] for
             the ragged last batch.
         epochs: the number of passes over `data`, ``>= 0``.
         key: the PRNG key mini-batches are shuffled with (``jax.random.key(seed)``);
@@ -84,7 +86,7 @@ def fit(
             arrays it sees are donated to the next call, so copy any it keeps.
 
     Returns:
-        ``(params, opt_state, history)`` with a :class:`~jopt.training.History`.  On
+        ``(params, opt_state, history)`` with a [`History`][jopt.training.History].  On
         ``KeyboardInterrupt`` (Ctrl-C, or raised by `callback` or `eval_fn`) the loop
         stops and returns what was trained so far, with ``history.interrupted`` set.
         A first Ctrl-C lets the running call finish (its inputs are donated, so
@@ -97,7 +99,7 @@ def fit(
             ``key=None`` when shuffling mini-batches.
 
     Compilation: one program for the run (with ``steps_per_call=1``, one per batch
-    shape), compiled on first use and kept: a later :func:`fit` with the same
+    shape), compiled on first use and kept: a later [`fit`][jopt.training.fit] with the same
     shapes, the same `loss_fn` and an optimizer built the same way (e.g.
     ``jopt.adam(1e-3)`` again) compiles nothing.
     """
@@ -148,7 +150,7 @@ def fit(
 
 
 class _Loop:
-    """The epochs of :func:`fit`: calls, callback, progress, records and Ctrl-C."""
+    """The epochs of [`fit`][jopt.training.fit]: calls, callback, progress, records and Ctrl-C."""
 
     def __init__(self, runner, record: Recorder, display: Progress, callback):
         self.runner, self.record, self.display, self.callback = runner, record, display, callback

@@ -38,7 +38,7 @@ class Member:
 
 
 def members(factories: dict[Any, Callable], grid: Any, seeds: int) -> dict[Any, Member]:
-    """The :class:`Member` of every factory, from one shared grid or one per factory."""
+    """The ``Member`` of every factory, from one shared grid or one per factory."""
     per_factory = (
         None not in factories
         and isinstance(grid, Mapping)

@@ -1,4 +1,4 @@
-"""What :func:`~jopt.training.fit` records: step losses, epoch means, metrics."""
+"""What [`fit`][jopt.training.fit] records: step losses, epoch means, metrics."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import numpy as np
 
 @dataclasses.dataclass(frozen=True)
 class History:
-    """What :func:`~jopt.training.fit` recorded, as NumPy arrays ready to plot.
+    """What [`fit`][jopt.training.fit] recorded, as NumPy arrays ready to plot.
 
     Attributes:
         loss: shape ``(steps,)``, the loss of every step on its own batch, taken
@@ -25,7 +25,7 @@ class History:
             each completed epoch.
         interrupted: training stopped on a ``KeyboardInterrupt``.
         stopped: training stopped because the callback returned ``True``.
-        wall_time: seconds in :func:`~jopt.training.fit`'s loop, compilation included.
+        wall_time: seconds in [`fit`][jopt.training.fit]'s loop, compilation included.
         compile_time: seconds spent tracing and compiling (once per program: 0 when
             a kept program was reused).
     """
@@ -115,7 +115,8 @@ class Recorder:
         self.epoch_step.append(self.steps)
 
     def history(self, **flags: Any) -> History:
-        """The :class:`History` of what was recorded; ``flags`` fill its other fields."""
+        """The [`History`][jopt.training.History] of what was recorded; ``flags`` fill its other
+        fields."""
         loss = np.asarray(self.sync(), dtype=np.float64)
         bounds = [0, *self.epoch_step]
         epoch_loss = [

@@ -1,4 +1,4 @@
-"""Smith's learning-rate range test: :func:`lr_range_test`."""
+"""Smith's learning-rate range test: [`lr_range_test`][jopt.training.lr_range_test]."""
 
 from __future__ import annotations
 
@@ -27,11 +27,12 @@ from jopt.training._step import (
 
 
 class LRRangeTest(NamedTuple):
-    """The result of :func:`lr_range_test`; every array has shape ``(steps_taken,)``.
+    """The result of [`lr_range_test`][jopt.training.lr_range_test]; every array has shape
+    ``(steps_taken,)``.
 
     Attributes:
-        learning_rates: ``ηₜ`` of each step, increasing geometrically.
-        smoothed_losses: `losses` smoothed without lag (see :func:`lr_range_test`);
+        learning_rates: ``ηₜ`` of each step, increasing geometrically. smoothed_losses: `losses`
+        smoothed without lag (see [`lr_range_test`][jopt.training.lr_range_test]);
             ``nan`` where the loss was not finite.
         suggested_lr: the learning rate at which the smoothed loss fell fastest,
             relative to its value, per decade of learning rate, before it diverged.
@@ -94,7 +95,7 @@ def lr_range_test(
 
     Args:
         loss_fn: ``loss_fn(params, batch) -> scalar``, as for
-            :func:`~jopt.training.fit`.
+            [`fit`][jopt.training.fit].
         params: the starting parameters (not modified: the test trains a copy).
         optimizer_factory: ``learning_rate -> GradientTransformation``, e.g.
             ``jopt.adam`` or ``lambda lr: jopt.sgd(lr, momentum=0.9)``, or a mapping
@@ -106,7 +107,7 @@ def lr_range_test(
         min_lr: the first learning rate, ``> 0``.
         max_lr: the last learning rate, ``> min_lr``.
         steps: the number of steps (and learning rates), ``>= 3``.
-        batch_size: as for :func:`~jopt.training.fit`.  Batches cycle through epochs
+        batch_size: as for [`fit`][jopt.training.fit].  Batches cycle through epochs
             as needed; a ragged last batch is dropped so that every step sees the
             same number of examples.
         key: the PRNG key mini-batches are shuffled with; needed only to shuffle.
@@ -120,7 +121,7 @@ def lr_range_test(
             divergence, ``> 1``.
 
     Returns:
-        An :class:`LRRangeTest`, or a dict of them by name.
+        An [`LRRangeTest`][jopt.training.LRRangeTest], or a dict of them by name.
 
     Raises:
         TypeError: an argument of the wrong type (each error names it).
@@ -221,7 +222,8 @@ def _program(loss_fn, factories: tuple, plan: Plan, per_epoch: int) -> _cache.Pr
 
 
 def _result(lrs: np.ndarray, losses: np.ndarray, smoothing: float, divergence: float):
-    """The :class:`LRRangeTest` of one optimizer's losses, cut at the stopping rule."""
+    """The [`LRRangeTest`][jopt.training.LRRangeTest] of one optimizer's losses, cut at the stopping
+    rule."""
     taken = _stop(losses, smoothing, divergence)
     losses, lrs = losses[:taken], lrs[:taken]
     smoothed = zero_phase_average(losses, smoothing)

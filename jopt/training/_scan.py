@@ -1,6 +1,6 @@
 """Several steps per compiled call: the epoch's batches gathered on the device.
 
-:func:`~jopt.training.fit` with ``steps_per_call=k`` keeps the dataset on the
+[`fit`][jopt.training.fit] with ``steps_per_call=k`` keeps the dataset on the
 device and runs ``k`` steps in one compiled call, a ``lax.scan`` whose body gathers
 its batch from the dataset by the epoch's permutation.  The host sees one call per
 ``k`` steps instead of one per step, which on a small model is most of a step's
@@ -172,7 +172,7 @@ def scan_steps(step_fn, plan: Plan, carry, data, order, first, length: int):
 
 
 def call_program(loss_fn: LossFn, optimizer: GradientTransformation, plan: Plan) -> _cache.Program:
-    """The compiled call of :class:`ScanRunner`, kept by recipe (see :mod:`._cache`).
+    """The compiled call of ``ScanRunner``, kept by recipe (see ``._cache``).
 
     ``call(params, opt_state, data, order, first) -> (params, opt_state, losses,
     last_loss)``: ``k`` steps from step ``first`` of an epoch whose order is

@@ -1,9 +1,9 @@
-"""The compiled training step, and the per-step runner of :func:`~jopt.training.fit`.
+"""The compiled training step, and the per-step runner of [`fit`][jopt.training.fit].
 
 One step is forward, cost, gradients by reverse-mode differentiation, update:
 ``J, g = value_and_grad(loss_fn)(θ, b)``, ``u, s = update(g, s, θ)``, ``θ ← θ + u``.
-:func:`make_step` jits it; :class:`StepRunner` runs it once per call of
-:func:`~jopt.training.fit`'s loop, with batches cut on the host.
+[`make_step`][jopt.training.make_step] jits it; ``StepRunner`` runs it once per call of
+[`fit`][jopt.training.fit]'s loop, with batches cut on the host.
 
 Every update is also given the extra arguments optax's convention names,
 ``value=J``, ``grad=g`` and ``value_fn=θ ↦ loss_fn(θ, b)``: an optimizer that needs
@@ -42,7 +42,7 @@ def with_extra_args(optimizer: GradientTransformation) -> GradientTransformation
 def train_step(loss_fn, optimizer, has_aux, params, opt_state, batch):
     """One step of the training process: forward, cost, backprop, update.
 
-    ``optimizer`` must accept extra arguments (see :func:`with_extra_args`).
+    ``optimizer`` must accept extra arguments (see ``with_extra_args``).
     """
     # allow_int: integer leaves (counters, masks) get float0 gradients, which every
     # jopt transformation and apply_updates pass through untouched.
@@ -72,10 +72,9 @@ def make_step(
     """The jitted training step ``step(params, opt_state, batch)``.
 
     One call computes ``J = loss_fn(params, batch)`` and ``g = ∇θ J`` by reverse-mode
-    differentiation, then ``u, opt_state = optimizer.update(g, opt_state, params,
-    value=J, grad=g, value_fn=θ ↦ J(θ, batch))`` and ``θ ← θ + u``
-    (:func:`jopt.apply_updates`).  The extra arguments serve optimizers that need the
-    loss or a line search; the others ignore them.
+    differentiation, then ``u, opt_state = optimizer.update(g, opt_state, params, value=J, grad=g,
+    value_fn=θ ↦ J(θ, batch))`` and ``θ ← θ + u`` ([`jopt.apply_updates`][jopt.apply_updates]).  The
+    extra arguments serve optimizers that need the loss or a line search; the others ignore them.
 
     Args:
         loss_fn: ``loss_fn(params, batch) -> J`` with ``J`` a scalar, or
@@ -87,15 +86,15 @@ def make_step(
             passed in are then deleted by the call (``is_deleted()`` is true
             afterwards, also on CPU): keep only the returned ones.  Off by default, as
             in flax and optax, so that the caller's arrays stay valid;
-            :func:`~jopt.training.fit` donates the copies it trains.
+            [`fit`][jopt.training.fit] donates the copies it trains.
 
     Returns:
-        ``step(params, opt_state, batch) -> (params, opt_state, loss)``, or
-        ``(params, opt_state, loss, aux)`` with `has_aux`.  ``loss`` is ``J`` at the
-        parameters *before* the update.  The step is traced and compiled once per
-        distinct batch shape (and dtype); every later call with the same shapes
-        reuses it, and so does the step of a later :func:`make_step` for the same
-        `loss_fn` and an optimizer built the same way.
+        ``step(params, opt_state, batch) -> (params, opt_state, loss)``, or ``(params, opt_state,
+        loss, aux)`` with `has_aux`.  ``loss`` is ``J`` at the parameters *before* the update.  The
+        step is traced and compiled once per distinct batch shape (and dtype); every later call with
+        the same shapes reuses it, and so does the step of a later
+        [`make_step`][jopt.training.make_step] for the same `loss_fn` and an optimizer built the
+        same way.
 
     Raises:
         TypeError: a `loss_fn` that is not callable, an `optimizer` without callable

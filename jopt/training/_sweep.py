@@ -1,4 +1,4 @@
-"""Many training runs as one program: :func:`sweep` over hyperparameters and seeds."""
+"""Many training runs as one program: [`sweep`][jopt.training.sweep] over settings and seeds."""
 
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ def sweep(
     draws ``init_key, data_key = jax.random.split(jax.random.fold_in(key, s))``,
     initializes ``params(init_key)`` when `params` is a function (else every run
     starts from `params`), and shuffles its batches with ``data_key`` as
-    :func:`~jopt.training.fit` does with ``key=data_key``.
+    [`fit`][jopt.training.fit] does with ``key=data_key``.
 
     The runs are one ``jax.vmap`` over configurations × seeds of one whole training
     run (``lax.scan`` over epochs and steps, batches gathered on the device), and the
@@ -71,7 +71,7 @@ def sweep(
 
     Args:
         loss_fn: ``loss_fn(params, batch) -> scalar``, as for
-            :func:`~jopt.training.fit`.
+            [`fit`][jopt.training.fit].
         params: the initial parameters, or a function ``key -> params``.
         optimizer_factory: e.g. ``jopt.adam``, called with the names of `grid` (its
             defaults for the rest); or a mapping ``name -> factory``.
@@ -79,17 +79,17 @@ def sweep(
         grid: ``hyperparameter -> list of numbers``: what to sweep; or, with several
             factories, ``factory name -> {hyperparameter -> list of numbers}``.
         seeds: the number of seeds per configuration, ``>= 1``.
-        batch_size: as for :func:`~jopt.training.fit`.
+        batch_size: as for [`fit`][jopt.training.fit].
         epochs: passes over `data`, ``>= 0``.
         key: a PRNG key; needed to shuffle mini-batches or to initialize from a
             function.
-        shuffle: as for :func:`~jopt.training.fit`.
+        shuffle: as for [`fit`][jopt.training.fit].
         eval_fn: ``eval_fn(params) -> scalar or {name: scalar}``, traced: called in
             the program after each epoch of every run.
         chunk: the number of runs of each optimizer in one call (default: all).
 
     Returns:
-        A :class:`~jopt.training.SweepResult`, or a dict of them by factory name.
+        A [`SweepResult`][jopt.training.SweepResult], or a dict of them by factory name.
         With several factories, their ``wall_time`` and ``compile_time`` are those of
         the one program they share.
 

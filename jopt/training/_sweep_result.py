@@ -1,4 +1,4 @@
-"""What :func:`~jopt.training.sweep` returns: every run's record, stacked."""
+"""What [`sweep`][jopt.training.sweep] returns: every run's record, stacked."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """What a person at the keyboard sees of a training run: progress, and Ctrl-C.
 
-:class:`Progress` shows the running loss and the step rate; :class:`DeferredInterrupt`
+``Progress`` shows the running loss and the step rate; ``DeferredInterrupt``
 turns a first Ctrl-C into a request to stop once the running step has finished.
 Nothing here touches the arrays being trained.
 """

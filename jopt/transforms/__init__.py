@@ -36,12 +36,18 @@ from jopt.transforms._muon import *  # noqa: F403
 from jopt.transforms._muon import __all__ as _muon
 from jopt.transforms._nadam import *  # noqa: F403
 from jopt.transforms._nadam import __all__ as _nadam
+from jopt.transforms._prodigy import *  # noqa: F403
+from jopt.transforms._prodigy import __all__ as _prodigy
 from jopt.transforms._rectified import *  # noqa: F403
 from jopt.transforms._rectified import __all__ as _rectified
 from jopt.transforms._rprop import *  # noqa: F403
 from jopt.transforms._rprop import __all__ as _rprop
 from jopt.transforms._scaling import *  # noqa: F403
 from jopt.transforms._scaling import __all__ as _scaling
+from jopt.transforms._schedule_free import *  # noqa: F403
+from jopt.transforms._schedule_free import __all__ as _schedule_free
+from jopt.transforms._soap import *  # noqa: F403
+from jopt.transforms._soap import __all__ as _soap
 from jopt.transforms._trust_ratio import *  # noqa: F403
 from jopt.transforms._trust_ratio import __all__ as _trust_ratio
 
@@ -50,6 +56,11 @@ __all__ = [
     *_momentum,
     *_adaptive,
     *_adam,
+    *_nadam,
+    *_rectified,
+    *_rprop,
+    *_asgd,
+    *_factored,
     *_lbfgs,
     *_lion,
     *_trust_ratio,
@@ -57,21 +68,7 @@ __all__ = [
     *_adopt,
     *_ademamix,
     *_muon,
-    *_nadam,
-    *_rectified,
-    *_rprop,
-    *_asgd,
-    *_factored,
+    *_soap,
+    *_schedule_free,
+    *_prodigy,
 ]
-from jopt.transforms._soap import *  # noqa: F403
-from jopt.transforms._soap import __all__ as _soap
-
-__all__ = [*_scaling, *_momentum, *_adaptive, *_adam, *_soap]
-from jopt.transforms._prodigy import *  # noqa: F403
-from jopt.transforms._prodigy import __all__ as _prodigy
-from jopt.transforms._scaling import *  # noqa: F403
-from jopt.transforms._scaling import __all__ as _scaling
-from jopt.transforms._schedule_free import *  # noqa: F403
-from jopt.transforms._schedule_free import __all__ as _schedule_free
-
-__all__ = [*_scaling, *_momentum, *_adaptive, *_adam, *_schedule_free, *_prodigy]

@@ -40,21 +40,23 @@ def scale_by_asgd(
 ) -> GradientTransformation:
     """Averaged SGD's step (Polyak & Juditsky, 1992), as ``torch.optim.ASGD``.
 
-    Update t (1-based) with the step size ηₜ and the averaging weight μₜ in the state::
+    Update t (1-based) with the step size ηₜ and the averaging weight μₜ in the state:
 
-        θ' = θ − ηₜ·(g + λ·θ)                            (u = θ' − θ is returned)
-        ax ← θ'  if μₜ = 1,  else  ax + μₜ·(θ' − ax)
-        ηₜ₊₁ = η / (1 + λ·η·t)^α,     μₜ₊₁ = 1 / max(1, t − t₀)
+    ```text
+    θ' = θ − ηₜ·(g + λ·θ)                            (u = θ' − θ is returned)
+    ax ← θ'  if μₜ = 1,  else  ax + μₜ·(θ' − ax)
+    ηₜ₊₁ = η / (1 + λ·η·t)^α,     μₜ₊₁ = 1 / max(1, t − t₀)
+    ```
 
-    with η₁ = η (the learning rate) and μ₁ = 1.  The decay term λ·θ shrinks the
-    parameters; averaging starts after ``t₀`` updates (torch's default 1e6: in practice
-    never, and ``ax`` copies θ).  Read the average with :func:`asgd_averaged_params`.
+    with η₁ = η (the learning rate) and μ₁ = 1.  The decay term λ·θ shrinks the parameters;
+    averaging starts after ``t₀`` updates (torch's default 1e6: in practice never, and ``ax`` copies
+    θ).  Read the average with [`asgd_averaged_params`][jopt.transforms.asgd_averaged_params].
 
-    The output is the whole step, sign included (``θ ← θ + u``), and ``ax`` is formed
-    from ``θ + u``: nothing may follow this block in a chain (torch's L2
-    ``weight_decay``, :func:`jopt.add_decayed_weights`, goes before it).  A scheduled
-    ``learning_rate`` is read at the count of earlier updates, where it enters ηₜ₊₁,
-    and torch's first step takes η from the learning rate of that moment, as here.
+    The output is the whole step, sign included (``θ ← θ + u``), and ``ax`` is formed from ``θ +
+    u``: nothing may follow this block in a chain (torch's L2 ``weight_decay``,
+    [`jopt.add_decayed_weights`][jopt.add_decayed_weights], goes before it).  A scheduled
+    ``learning_rate`` is read at the count of earlier updates, where it enters ηₜ₊₁, and torch's
+    first step takes η from the learning rate of that moment, as here.
 
     Args:
       learning_rate: η ≥ 0, or a schedule.
@@ -63,7 +65,8 @@ def scale_by_asgd(
       t0: t₀ ≥ 0, the update after which averaging starts.
 
     Returns:
-      The transformation; its state is a :class:`ScaleByAsgdState`.  It needs params.
+      The transformation; its state is a [`ScaleByAsgdState`][jopt.transforms.ScaleByAsgdState].  It
+      needs params.
     """
     check(learning_rate=learning_rate, lambd=lambd, alpha=alpha, t0=t0)
 
@@ -108,8 +111,9 @@ def scale_by_asgd(
 
 
 def asgd_averaged_params(state: Any) -> Any:
-    """The averaged parameters ``ax`` of the :func:`scale_by_asgd` (or :func:`jopt.asgd`)
-    inside ``state``: torch's ``optimizer.state[p]["ax"]``, for every parameter.
+    """The averaged parameters ``ax`` of the [`scale_by_asgd`][jopt.transforms.scale_by_asgd] (or
+    [`jopt.asgd`][jopt.asgd]) inside ``state``: torch's ``optimizer.state[p]["ax"]``, for every
+    parameter.
 
     After update t it is the mean of the iterates θ₍ₜ₀₊₂₎ … θₜ (for an integer t₀),
     and the latest iterate while t ≤ t₀ + 2; before the first update it is zero, as

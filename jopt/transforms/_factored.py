@@ -114,19 +114,23 @@ def scale_by_adafactor(
     """Adafactor's update before its relative step size (Shazeer & Stern, 2018).
 
     With ``w = t^τ`` (τ = ``beta2_decay``; ``1 − w`` is the paper's β̂₂ₜ) and
-    ``(ε₁, ε₂) = eps``, for a parameter θ of shape ``(…, n, m)``::
+    ``(ε₁, ε₂) = eps``, for a parameter θ of shape ``(…, n, m)``:
 
-        R ← R + w·(mean(g², last axis) − R)                        (…, n, 1)
-        C ← C + w·(mean(g², second-to-last axis) − C)              (…, 1, m)
-        v̂ = R·C / max(mean(R, over n), ε₁)                         (…, n, m)
+    ```text
+    R ← R + w·(mean(g², last axis) − R)                        (…, n, 1)
+    C ← C + w·(mean(g², second-to-last axis) − C)              (…, 1, m)
+    v̂ = R·C / max(mean(R, over n), ε₁)                         (…, n, m)
+    ```
 
     leading axes batched (one factorization per leading index); for a vector or a
-    scalar ``v̂ ← v̂ + w·(g² − v̂)`` unfactored.  Then::
+    scalar ``v̂ ← v̂ + w·(g² − v̂)`` unfactored.  Then:
 
-        û = g / √max(v̂, ε₁²),   u = max(ε₂, RMS(θ)) · û / max(1, RMS(û) / d)
+    ```text
+    û = g / √max(v̂, ε₁²),   u = max(ε₂, RMS(θ)) · û / max(1, RMS(û) / d)
+    ```
 
     where RMS is the root mean square over the whole leaf.  ``u`` times the relative
-    step size ``ρₜ = min(η, 1/√t)`` is torch's step (see :func:`jopt.adafactor`).
+    step size ``ρₜ = min(η, 1/√t)`` is torch's step (see [`jopt.adafactor`][jopt.adafactor]).
     Where the estimate is 0 (with ε₁ = 0, only where g = 0) ``û = 0``, where torch
     gives 0/0; means over an empty axis are 0.
     ``ε₁ = None`` is the machine epsilon of the dtype the rule computes in (the
@@ -140,8 +144,8 @@ def scale_by_adafactor(
       d: the clipping threshold, ≥ 1.
 
     Returns:
-      The transformation; its state is a :class:`ScaleByAdafactorState`.  It needs
-      params.
+      The transformation; its state is a
+      [`ScaleByAdafactorState`][jopt.transforms.ScaleByAdafactorState].  It needs params.
     """
     check(beta2_decay=beta2_decay, d=d)
     eps1, eps2 = checked("eps", eps, owner="scale_by_adafactor")

@@ -45,15 +45,17 @@ def scale_by_nadam(
     """NAdam's scaling (Dozat, 2016, "Incorporating Nesterov momentum into Adam").
 
     With the momentum schedule ``μₜ = β₁·(1 − ½·0.96^(t·ψ))`` and its running product
-    ``Πₜ = μ₁·…·μₜ``::
+    ``Πₜ = μ₁·…·μₜ``:
 
-        m ← β₁·m + (1 − β₁)·g,         v ← β₂·v + (1 − β₂)·|g|²
-        d = √(v / (1 − β₂ᵗ)) + ε
-        u = (1 − μₜ) / (1 − Πₜ) · g / d  +  μₜ₊₁ / (1 − Πₜ·μₜ₊₁) · m / d
+    ```text
+    m ← β₁·m + (1 − β₁)·g,         v ← β₂·v + (1 − β₂)·|g|²
+    d = √(v / (1 − β₂ᵗ)) + ε
+    u = (1 − μₜ) / (1 − Πₜ) · g / d  +  μₜ₊₁ / (1 − Πₜ·μₜ₊₁) · m / d
+    ```
 
     the form of ``torch.optim.NAdam``; the descent step is ``−η·u``.  ψ =
     ``momentum_decay`` = 0 gives the constant ``μ = β₁/2``.  optax's NAdam, without the
-    schedule, is :func:`jopt.scale_by_adam` with ``nesterov=True``.
+    schedule, is [`jopt.scale_by_adam`][jopt.scale_by_adam] with ``nesterov=True``.
 
     Args:
       b1: β₁, the base momentum, in [0, 1).
@@ -64,7 +66,7 @@ def scale_by_nadam(
       nu_dtype: storage dtype of ``nu`` (default: the parameter's, real).
 
     Returns:
-      The transformation; its state is a :class:`ScaleByNadamState`.
+      The transformation; its state is a [`ScaleByNadamState`][jopt.transforms.ScaleByNadamState].
     """
     check(
         b1=b1, b2=b2, eps=eps, momentum_decay=momentum_decay, mu_dtype=mu_dtype, nu_dtype=nu_dtype

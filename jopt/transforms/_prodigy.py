@@ -2,7 +2,7 @@
 
 The estimate d of the distance ``‖x₀ − x*‖`` is one number for the whole tree: its
 numerator and denominator are sums over every parameter leaf.  So this is a tree-level
-transformation, written on the same leaf rules as :func:`jopt.block`: ``None``,
+transformation, written on the same leaf rules as [`jopt.block`][jopt.block]: ``None``,
 integer and boolean leaves pass through without state, arithmetic runs in at least
 float32 and is rounded once to each field's storage dtype, mismatched trees raise
 errors naming the path, and the counts are saturating int32.
@@ -26,7 +26,8 @@ __all__ = ["ScaleByProdigyState", "prodigy_d", "scale_by_prodigy"]
 
 
 class ScaleByProdigyState(NamedTuple):
-    """The state of :func:`scale_by_prodigy` (``prodigyopt``'s names in brackets).
+    """The state of [`scale_by_prodigy`][jopt.transforms.scale_by_prodigy] (``prodigyopt``'s names
+    in brackets).
 
     Attributes:
       count: the number of updates so far; a schedule is evaluated at it.
@@ -56,14 +57,14 @@ class ScaleByProdigyState(NamedTuple):
 def prodigy_d(state: Any) -> jax.Array:
     """Prodigy's current estimate d of the distance to the solution ``‖x₀ − x*‖``.
 
-    The next step size is ``d·η`` (times the bias correction when it is on): log it
-    to watch the estimate grow.  ``state`` is the state of :func:`jopt.prodigy` or of
-    :func:`scale_by_prodigy`, or any tree holding exactly one of them.  Read-only:
-    prodigyopt's ``optimizer.param_groups[0]["d"]``.
+    The next step size is ``d·η`` (times the bias correction when it is on): log it to watch the
+    estimate grow.  ``state`` is the state of [`jopt.prodigy`][jopt.prodigy] or of
+    [`scale_by_prodigy`][jopt.transforms.scale_by_prodigy], or any tree holding exactly one of them.
+    Read-only: prodigyopt's ``optimizer.param_groups[0]["d"]``.
 
     Raises:
       ValueError: if there is no Prodigy state in ``state``.
-      KeyError: if there are several (pick one with :func:`jopt.tree_get_all`).
+      KeyError: if there are several (pick one with [`jopt.tree_get_all`][jopt.tree_get_all]).
     """
     found = tree_get(state, ScaleByProdigyState.__name__)
     if found is None:
@@ -123,46 +124,23 @@ def scale_by_prodigy(
     mu_dtype: Any = None,
     nu_dtype: Any = None,
 ) -> GradientTransformation:
-    """The whole Prodigy step, learning rate and sign included (see :func:`jopt.prodigy`).
+    """The whole Prodigy step, learning rate and sign included (see [`jopt.prodigy`][jopt.prodigy]).
 
-    The learning rate enters the estimate of d, so this block returns the update to add
-    to the parameters, ``−γₖ·(mₖ/(√vₖ + dₖ₊₁·ε) + λ·xₖ)``, as
-    :func:`scale_by_learning_rate` does.  Needs ``params``.  The arguments are
-    :func:`jopt.prodigy`'s; ``mu_dtype`` and ``nu_dtype`` set the storage dtypes of m
-    and v (``None``: each parameter's).
+    The learning rate enters the estimate of d, so this block returns the update to add to the
+    parameters, ``−γₖ·(mₖ/(√vₖ + dₖ₊₁·ε) + λ·xₖ)``, as
+    [`scale_by_learning_rate`][jopt.transforms.scale_by_learning_rate] does.  Needs ``params``.  The
+    arguments are [`jopt.prodigy`][jopt.prodigy]'s; ``mu_dtype`` and ``nu_dtype`` set the storage
+    dtypes of m and v (``None``: each parameter's).
 
     Returns:
-      The transformation; its state is a :class:`ScaleByProdigyState`.
+      The transformation; its state is a
+      [`ScaleByProdigyState`][jopt.transforms.ScaleByProdigyState].
     """
-    check(
-        learning_rate=learning_rate,
-        b1=b1,
-        b2=b2,
-        b3=b3,
-        eps=eps,
-        weight_decay=weight_decay,
-        d0=d0,
-        d_coef=d_coef,
-        growth_rate=growth_rate,
-        use_bias_correction=use_bias_correction,
-        safeguard_warmup=safeguard_warmup,
-        mu_dtype=mu_dtype,
-        nu_dtype=nu_dtype,
-    )
-    beta3 = b2**0.5 if b3 is None else b3
-    h = _Hyper(
-        learning_rate,
-        b1,
-        b2,
-        beta3,
-        eps,
-        weight_decay,
-        d0,
-        d_coef,
-        growth_rate,
-        use_bias_correction,
-        safeguard_warmup,
-    )
+    hyper = dict(learning_rate=learning_rate, b1=b1, b2=b2, b3=b3, eps=eps)
+    hyper.update(weight_decay=weight_decay, d0=d0, d_coef=d_coef, growth_rate=growth_rate)
+    hyper.update(use_bias_correction=use_bias_correction, safeguard_warmup=safeguard_warmup)
+    check(**hyper, mu_dtype=mu_dtype, nu_dtype=nu_dtype)
+    h = _Hyper(**{**hyper, "b3": b2**0.5 if b3 is None else b3})
     first_moment = not is_static_zero(b1)
     leaf_fns = (
         _leaf_map(functools.partial(_accumulate, h)),

@@ -54,7 +54,7 @@ def scale_by_radam(
     * otherwise ``u = m̂`` (momentum SGD).
 
     This is ``optax.scale_by_radam``, the same for the same arguments (``nesterov``
-    uses NAdam's look-ahead ``m̂`` as :func:`jopt.scale_by_adam`).  torch's
+    uses NAdam's look-ahead ``m̂`` as [`jopt.scale_by_adam`][jopt.scale_by_adam]).  torch's
     ``RAdam`` differs in two places, each a jopt-only switch (both off by default):
 
     * ``eps_before_correction=True``: ``u = r·m̂·√(1 − β₂ᵗ) / (√(v + eps_root) + ε)``,
@@ -77,7 +77,7 @@ def scale_by_radam(
       nu_dtype: storage dtype of ``nu`` (default: the parameter's, real).
 
     Returns:
-      The transformation; its state is a :class:`ScaleByRadamState`.
+      The transformation; its state is a [`ScaleByRadamState`][jopt.transforms.ScaleByRadamState].
     """
     check(
         b1=b1,

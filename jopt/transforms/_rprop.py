@@ -52,12 +52,14 @@ def scale_by_irprop_minus(
 ) -> GradientTransformation:
     """iRprop⁻ (Igel & Hüsken, 2000), the rule of ``torch.optim.Rprop``.
 
-    Per coordinate, with ``s = g·g_prev`` and ``(η⁻, η⁺) = etas``::
+    Per coordinate, with ``s = g·g_prev`` and ``(η⁻, η⁺) = etas``:
 
-        Δ ← clip(Δ·η⁺, Δmin, Δmax)   where s > 0
-        Δ ← clip(Δ·η⁻, Δmin, Δmax)   where s < 0, and then g ← 0
-        Δ ← clip(Δ, Δmin, Δmax)      where s = 0
-        u = sign(g)·Δ,   g_prev ← g
+    ```text
+    Δ ← clip(Δ·η⁺, Δmin, Δmax)   where s > 0
+    Δ ← clip(Δ·η⁻, Δmin, Δmax)   where s < 0, and then g ← 0
+    Δ ← clip(Δ, Δmin, Δmax)      where s = 0
+    u = sign(g)·Δ,   g_prev ← g
+    ```
 
     The descent step is ``θ ← θ − u``.  Step sizes start at ``learning_rate`` on the
     first update: like torch, which creates them from the learning rate at its first
@@ -71,7 +73,8 @@ def scale_by_irprop_minus(
         torch's clamp).
 
     Returns:
-      The transformation; its state is a :class:`ScaleByIrpropMinusState`.
+      The transformation; its state is a
+      [`ScaleByIrpropMinusState`][jopt.transforms.ScaleByIrpropMinusState].
     """
     check(learning_rate=learning_rate)
     etas = checked("etas", etas)

@@ -146,7 +146,7 @@ def add_decayed_weights(
     """
     check(weight_decay=weight_decay)
     if mask is not None:
-        return masked(add_decayed_weights(weight_decay), mask)
+        return masked(add_decayed_weights(weight_decay), mask=mask)
 
     def decay(wd):
         def rule(g, s, p):

@@ -2,24 +2,28 @@
 a learning-rate schedule.
 
 Three sequences share one update.  The base step moves ``z``, the weighted average of
-the ``z``'s is ``x``, and the gradient is taken at ``y``, between the two::
+the ``z``'s is ``x``, and the gradient is taken at ``y``, between the two:
 
-    zₜ₊₁ = zₜ − γₜ·dₜ
-    xₜ₊₁ = (1 − cₜ)·xₜ + cₜ·zₜ₊₁
-    yₜ₊₁ = (1 − β)·zₜ₊₁ + β·xₜ₊₁
+```text
+zₜ₊₁ = zₜ − γₜ·dₜ
+xₜ₊₁ = (1 − cₜ)·xₜ + cₜ·zₜ₊₁
+yₜ₊₁ = (1 − β)·zₜ₊₁ + β·xₜ₊₁
+```
 
 ``dₜ`` is the base direction at ``yₜ`` (the gradient for SGD, ``g/(√v̂ + ε) + λ·y`` for
 AdamW).  The parameters a training loop holds, and differentiates at, are ``y``.  The
 state keeps ``mₜ₊₁ = zₜ₊₁ − xₜ``, z's distance from the average before the average
 takes it in.  It starts at 0 and is a decaying sum of past steps, like a momentum
-buffer, and the step of y is a momentum step::
+buffer, and the step of y is a momentum step:
 
-    mₜ₊₁ = (1 − cₜ₋₁)·mₜ − γₜ·dₜ,        yₜ₊₁ − yₜ = β·cₜ·mₜ₊₁ − (1 − β)·γₜ·dₜ
+```text
+mₜ₊₁ = (1 − cₜ₋₁)·mₜ − γₜ·dₜ,        yₜ₊₁ − yₜ = β·cₜ·mₜ₊₁ − (1 − β)·γₜ·dₜ
+```
 
 z and x follow from y: ``z = y + β·(1 − cₜ)·mₜ₊₁`` and ``x = y − (1 − β)·(1 − cₜ)·mₜ₊₁``
-(:func:`schedule_free_eval_params`).  The reference implementation keeps z itself.
-Keeping m loses no digits to the cancellation in ``z − y``; a narrow storage dtype
-rounds a momentum-sized quantity, not a copy of the parameters; and the step of y
+([`schedule_free_eval_params`][jopt.transforms.schedule_free_eval_params]).  The reference
+implementation keeps z itself. Keeping m loses no digits to the cancellation in ``z − y``; a narrow
+storage dtype rounds a momentum-sized quantity, not a copy of the parameters; and the step of y
 reads only the new state, so a compiled step needs no copy of a donated state buffer.
 """
 
@@ -45,16 +49,17 @@ __all__ = [
 
 
 class ScaleByScheduleFreeState(NamedTuple):
-    """The state of :func:`scale_by_schedule_free` (names of ``schedulefree`` in brackets).
+    """The state of [`scale_by_schedule_free`][jopt.transforms.scale_by_schedule_free] (names of
+    ``schedulefree`` in brackets).
 
     Attributes:
       count: t, the number of updates (``k`` after the update).
       z_minus_previous_x: ``mₜ₊₁ = zₜ₊₁ − xₜ``, shaped like the parameters; the package
         keeps ``z = y + β·(1 − cₜ)·mₜ₊₁`` (``state[p]['z']``).
-      b1: β, kept so that :func:`schedule_free_eval_params` needs only the state.
-      lr_max: the largest learning rate used so far (``lr_max``; 0 before the first).
-      weight_sum: ``Σ wₜ``, the total averaging weight (``weight_sum``).
-      scheduled_lr: γₜ, the learning rate of the latest update, warmup included
+      b1: β, kept so that [`schedule_free_eval_params`][jopt.transforms.schedule_free_eval_params]
+      needs only the state. lr_max: the largest learning rate used so far (``lr_max``; 0 before the
+      first). weight_sum: ``Σ wₜ``, the total averaging weight (``weight_sum``). scheduled_lr: γₜ,
+      the learning rate of the latest update, warmup included
         (``scheduled_lr``).
       ckp1: cₜ, the weight of z in the latest average (the package's ``ckp1``).
       previous_ckp1: cₜ₋₁, the one before.
@@ -90,13 +95,15 @@ def scale_by_schedule_free(
 ) -> GradientTransformation:
     """The schedule-free step on a base direction (Defazio et al., 2024).
 
-    Chain it last, in place of :func:`scale_by_learning_rate`: the incoming updates are
-    the base direction ``dₜ``, the output is the step of the training parameters y.
-    With the t-th update (t = 1, 2, …)::
+    Chain it last, in place of [`scale_by_learning_rate`][jopt.transforms.scale_by_learning_rate]:
+    the incoming updates are the base direction ``dₜ``, the output is the step of the training
+    parameters y. With the t-th update (t = 1, 2, …):
 
-        γₜ = η(t − 1)·min(1, t / warmup_steps)       (no warmup when warmup_steps = 0)
-        γₘₐₓ ← max(γₘₐₓ, γₜ),  wₜ = tʳ·γₘₐₓ^p,  Wₜ = Wₜ₋₁ + wₜ,  cₜ = wₜ / Wₜ
-        mₜ₊₁ = (1 − cₜ₋₁)·mₜ − γₜ·dₜ,   u = β·cₜ·mₜ₊₁ − (1 − β)·γₜ·dₜ
+    ```text
+    γₜ = η(t − 1)·min(1, t / warmup_steps)       (no warmup when warmup_steps = 0)
+    γₘₐₓ ← max(γₘₐₓ, γₜ),  wₜ = tʳ·γₘₐₓ^p,  Wₜ = Wₜ₋₁ + wₜ,  cₜ = wₜ / Wₜ
+    mₜ₊₁ = (1 − cₜ₋₁)·mₜ − γₜ·dₜ,   u = β·cₜ·mₜ₊₁ − (1 − β)·γₜ·dₜ
+    ```
 
     with m = z − x (before the average moves), m₁ = 0 and c₀ = 0.  ``u`` is
     ``yₜ₊₁ − yₜ`` for the three sequences of the module docstring, with
@@ -117,7 +124,8 @@ def scale_by_schedule_free(
         takes the place of Adam's first moment.
 
     Returns:
-      The transformation; its state is a :class:`ScaleByScheduleFreeState`.
+      The transformation; its state is a
+      [`ScaleByScheduleFreeState`][jopt.transforms.ScaleByScheduleFreeState].
     """
     check(
         learning_rate=learning_rate,
@@ -185,8 +193,9 @@ def _step_of_y(s, m, d, b1):
 
 
 class ScaleByScheduleFreeAdamwState(NamedTuple):
-    """The state of :func:`scale_by_schedule_free_adamw`: that of
-    :class:`ScaleByScheduleFreeState` and ``nu``, v (the package's ``exp_avg_sq``)."""
+    """The state of [`scale_by_schedule_free_adamw`][jopt.transforms.scale_by_schedule_free_adamw]:
+    that of [`ScaleByScheduleFreeState`][jopt.transforms.ScaleByScheduleFreeState] and ``nu``, v
+    (the package's ``exp_avg_sq``)."""
 
     count: jax.Array
     nu: Any
@@ -212,17 +221,19 @@ def scale_by_schedule_free_adamw(
     mu_dtype: Any = None,
     nu_dtype: Any = None,
 ) -> GradientTransformation:
-    """Schedule-free AdamW in one block: :func:`scale_by_schedule_free` on the direction
-    ``dₜ = gₜ / (√(vₜ / (1 − β₂ᵗ)) + ε) + λ·yₜ``, ``vₜ = β₂·vₜ₋₁ + (1 − β₂)·|gₜ|²``.
+    """Schedule-free AdamW in one block:
+    [`scale_by_schedule_free`][jopt.transforms.scale_by_schedule_free] on the direction ``dₜ = gₜ /
+    (√(vₜ / (1 − β₂ᵗ)) + ε) + λ·yₜ``, ``vₜ = β₂·vₜ₋₁ + (1 − β₂)·|gₜ|²``.
 
-    The arguments and the computation are :func:`jopt.schedule_free_adamw`'s.  One
-    block rather than a chain, so that dₜ is computed where each of its two uses is
-    (the new m and the step of y): shared, it would be a third array written and read
-    back at every step.  Needs ``params`` when ``weight_decay`` is not a literal 0; a
-    ``weight_decay`` schedule is evaluated, as a float, at the number of earlier updates.
+    The arguments and the computation are [`jopt.schedule_free_adamw`][jopt.schedule_free_adamw]'s.
+    One block rather than a chain, so that dₜ is computed where each of its two uses is (the new m
+    and the step of y): shared, it would be a third array written and read back at every step.
+    Needs ``params`` when ``weight_decay`` is not a literal 0; a ``weight_decay`` schedule is
+    evaluated, as a float, at the number of earlier updates.
 
     Returns:
-      The transformation; its state is a :class:`ScaleByScheduleFreeAdamwState`.
+      The transformation; its state is a
+      [`ScaleByScheduleFreeAdamwState`][jopt.transforms.ScaleByScheduleFreeAdamwState].
     """
     check(
         learning_rate=learning_rate,
@@ -278,8 +289,9 @@ def schedule_free_eval_params(state: Any, params: Any) -> Any:
 
     Args:
       state: the optimizer state, or any tree holding it (a chain, ``partition``,
-        ``inject_hyperparams``); every :class:`ScaleByScheduleFreeState` inside is
-        used, each for the leaves it keeps m for.
+        ``inject_hyperparams``); every
+        [`ScaleByScheduleFreeState`][jopt.transforms.ScaleByScheduleFreeState] inside is used, each
+        for the leaves it keeps m for.
       params: the training parameters y, with the structure the state was built for.
 
     Returns:

@@ -46,7 +46,7 @@ class AccumulateState(NamedTuple):
     inner_state: Any
 
 
-def accumulate(optimizer: GradientTransformation, every_k: int) -> GradientTransformation:
+def accumulate(optimizer: GradientTransformation, *, every_k: int) -> GradientTransformation:
     """Gradient accumulation: one inner update every ``every_k`` micro-steps, on the mean.
 
     With ``k = every_k`` and micro-step gradients ``g₁ … g_k``: the first ``k − 1``

@@ -110,7 +110,7 @@ class PartitionState(NamedTuple):
 
 
 def partition(
-    transforms: Mapping[Hashable, GradientTransformation], labels: Any
+    transforms: Mapping[Hashable, GradientTransformation], *, labels: Any
 ) -> GradientTransformation:
     """Parameter groups: a different transformation for each labelled group of leaves.
 
@@ -199,11 +199,11 @@ class MaskedState(NamedTuple):
     inner_state: Any
 
 
-def masked(optimizer: GradientTransformation, mask: Any) -> GradientTransformation:
+def masked(optimizer: GradientTransformation, *, mask: Any) -> GradientTransformation:
     """Apply ``optimizer`` to the leaves where ``mask`` is True; pass the others through.
 
     The leaves where the mask is False keep their incoming updates unchanged (so,
-    e.g., ``masked(add_decayed_weights(λ), mask)`` decays only the masked-in leaves)
+    e.g., ``masked(add_decayed_weights(λ), mask=mask)`` decays only the masked-in leaves)
     and get no state.  Masked-out *gradients* passed through to ``apply_updates``
     would ascend: to hold those parameters still, add [`freeze`][jopt.wrappers.freeze] for them.
 
@@ -246,7 +246,7 @@ def freeze(mask: Any) -> GradientTransformation:
     keep no optimizer state for them, give the optimizer only the trainable leaves:
 
     ```python
-    jopt.partition({"train": jopt.adam(1e-3), "frozen": jopt.freeze(True)}, labels)
+    jopt.partition({"train": jopt.adam(1e-3), "frozen": jopt.freeze(True)}, labels=labels)
     ```
 
     Args:

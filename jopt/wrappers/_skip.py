@@ -40,7 +40,7 @@ def _all_finite(updates: Any) -> jax.Array:
 
 
 def skip_nonfinite(
-    optimizer: GradientTransformation, max_consecutive: int | None = None
+    optimizer: GradientTransformation, *, max_consecutive: int | None = None
 ) -> GradientTransformation:
     """Skip the steps whose incoming updates hold a NaN or an infinity.
 
