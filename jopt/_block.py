@@ -178,7 +178,7 @@ def _view_dtype(compute, stored: jax.Array):
     return compute if jnp.iscomplexobj(stored) else _numerics.real_dtype(compute)
 
 
-class _Block:
+class Block:
     """One [`block`][jopt.block]'s configuration, with its ``init``, ``update`` and leaf step."""
 
     def __init__(self, state_type, rule, needs_params, step, fields):
@@ -192,10 +192,12 @@ class _Block:
                 f"type, and {missing} have no Field"
             )
         self.state_type, self.rule, self.step, self.fields = state_type, rule, step, fields
+        # What the block is built from: two blocks built alike are the same program.
+        self.recipe = (state_type, rule, needs_params, step, fields)
         self.needs_params, self.names, self.name = needs_params, names, _block_name(rule)
         self.leaf_names = [n for n in names if n in fields and fields[n].kind != "scalar"]
         self.scalar_names = [n for n in names if n not in self.leaf_names]
-        leaf_update = functools.partial(_Block._leaf_update, self)
+        leaf_update = functools.partial(Block._leaf_update, self)
         leaf_update.__name__ = self.name  # what profiles and HLO dumps call it
         self.leaf_update = leaf_update
         # Under jit, the rule is traced once per distinct leaf signature (shape and
@@ -313,5 +315,5 @@ def block(
     Raises:
       TypeError: when ``fields`` and the state type's fields disagree.
     """
-    configured = _Block(state_type, rule, needs_params, step, fields)
+    configured = Block(state_type, rule, needs_params, step, fields)
     return GradientTransformation(configured.init, configured.update)

@@ -350,9 +350,9 @@ def lecture_table(methods: tuple[str, ...] | None = None, *, seeds: int = 1) -> 
     """Measure every column of the lecture's table for `methods`.
 
     Args:
-        methods: registry names (keys of [`jopt.optimizers.ALL`][jopt.optimizers.ALL]); default: all
-        of
-            them, in registry order.  Each runs as ``race_optimizer`` builds it.
+        methods: registry names (keys of
+            [`jopt.optimizers.ALL`][jopt.optimizers.ALL]); default: all of them, in
+            registry order.  Each runs as ``race_optimizer`` builds it.
         seeds: starts of the saddle race per nominal start (``saddle_starts``).
 
     Returns:

@@ -127,6 +127,12 @@ class _Fingerprinter:
         if _is_frozen_dataclass(obj):
             fields = dataclasses.fields(obj)
             return (type(obj), tuple((f.name, self.key(getattr(obj, f.name))) for f in fields))
+        if (
+            isinstance(getattr(obj, "recipe", None), tuple)
+            and type(obj).__module__ == "jopt._block"
+        ):
+            # A block: the same state type, rule and fields build the same program.
+            return (type(obj), self.key(obj.recipe))
         if isinstance(obj, jax.tree_util.PyTreeDef):
             return (jax.tree_util.PyTreeDef, obj)
         if type(obj).__name__ == "PjitFunction" and hasattr(obj, "_jit_info"):

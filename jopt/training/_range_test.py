@@ -31,9 +31,10 @@ class LRRangeTest(NamedTuple):
     ``(steps_taken,)``.
 
     Attributes:
-        learning_rates: ``ηₜ`` of each step, increasing geometrically. smoothed_losses: `losses`
-        smoothed without lag (see [`lr_range_test`][jopt.training.lr_range_test]);
-            ``nan`` where the loss was not finite.
+        learning_rates: ``ηₜ`` of each step, increasing geometrically.
+        smoothed_losses: `losses` smoothed without lag (see
+            [`lr_range_test`][jopt.training.lr_range_test]); ``nan`` where the loss was
+            not finite.
         suggested_lr: the learning rate at which the smoothed loss fell fastest,
             relative to its value, per decade of learning rate, before it diverged.
         losses: the raw loss of each step, taken before its update.

@@ -56,10 +56,12 @@ class ScaleByScheduleFreeState(NamedTuple):
       count: t, the number of updates (``k`` after the update).
       z_minus_previous_x: ``mₜ₊₁ = zₜ₊₁ − xₜ``, shaped like the parameters; the package
         keeps ``z = y + β·(1 − cₜ)·mₜ₊₁`` (``state[p]['z']``).
-      b1: β, kept so that [`schedule_free_eval_params`][jopt.transforms.schedule_free_eval_params]
-      needs only the state. lr_max: the largest learning rate used so far (``lr_max``; 0 before the
-      first). weight_sum: ``Σ wₜ``, the total averaging weight (``weight_sum``). scheduled_lr: γₜ,
-      the learning rate of the latest update, warmup included
+      b1: β, kept so that
+        [`schedule_free_eval_params`][jopt.transforms.schedule_free_eval_params] needs
+        only the state.
+      lr_max: the largest learning rate used so far (``lr_max``; 0 before the first).
+      weight_sum: ``Σ wₜ``, the total averaging weight (``weight_sum``).
+      scheduled_lr: γₜ, the learning rate of the latest update, warmup included
         (``scheduled_lr``).
       ckp1: cₜ, the weight of z in the latest average (the package's ``ckp1``).
       previous_ckp1: cₜ₋₁, the one before.
