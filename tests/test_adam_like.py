@@ -12,7 +12,7 @@ with the float64 restatements of ``references.py``.  Here:
   that restates the port, and the alias is shown to leave it.
 * **optax.**  ``scale_by_adopt`` and ``scale_by_ademamix`` share their names with
   ``optax.contrib`` (``scale_by_belief``, shared with optax itself, is in
-  ``test_blocks.py``): same arguments, same defaults, same numbers, live.
+  ``test_blocks_optax.py``): same arguments, same defaults, same numbers, live.
 * **State bytes**, counted from the shapes and dtypes.
 """
 
@@ -286,7 +286,7 @@ def test_the_contrib_blocks_are_every_name_this_family_shares_with_optax_contrib
     names = {n for m in modules for n in importlib.import_module(f"jopt.transforms.{m}").__all__}
     ours = {n for n in names if returns_transformation(getattr(jopt, n))}
     assert {n for n in ours if hasattr(optax.contrib, n)} == set(CONTRIB_BLOCKS)
-    assert {n for n in ours if hasattr(optax, n)} == {"scale_by_belief"}  # in test_blocks
+    assert {n for n in ours if hasattr(optax, n)} == {"scale_by_belief"}  # in test_blocks_optax
 
 
 @pytest.mark.parametrize("name", CONTRIB_BLOCKS)

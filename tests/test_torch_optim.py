@@ -276,7 +276,7 @@ def _optax_port(record):
 @pytest.mark.parametrize("name", ["nadam", "radam", "rprop"])
 def test_optax_namesakes_do_not_replay_torch(name):
     """optax's nadam, radam and rprop leave torch's golden trajectory (jopt's aliases
-    follow it to 1e-10 in test_parity): the differences the porting guide lists."""
+    follow it to 1e-10 in test_parity_torch): the differences the porting guide lists."""
     record = load_golden(name)
     errors = replay({**record, "checkpoints": []}, _optax_port(record))
     assert errors["loss"] > 1e3 * GOLDEN_RTOL, errors

@@ -14,7 +14,7 @@ to make data only: none of it is part of jopt.
 
 Each file records the float64 tanh network of ``make_golden.py`` (same data, same
 initial parameters, same format) trained in closed loop by one reference optimizer,
-and is replayed without torch by ``tests/test_modern.py``:
+and is replayed without torch by ``tests/test_modern_*.py``:
 
 * ``package``, ``optimizer``, ``arguments``: the reference, its class and keyword
   arguments; ``inner`` (for ``Lookahead``): the wrapped torch.optim class and its

@@ -8,7 +8,7 @@ Run by ``tools/make_golden.py`` (or alone, from the repository root, with torch
 torch's ``Muon`` takes 2-d parameters only and runs its Newton–Schulz iteration in
 bfloat16, whatever the parameters' dtype: its trajectories are exact only to
 bfloat16, so they are replayed by ``tests/test_muon.py`` at that tolerance (not by
-the 1e-10 replay of ``tests/test_parity.py``; the float64 restatement in
+the 1e-10 replay of ``tests/test_parity_torch.py``; the float64 restatement in
 ``tests/references.py`` is what jopt matches to 1e-10).  The file holds:
 
 * ``model`` ``"mlp3_tanh_nobias_v1"``: three bias-free layers in torch's (out, in)

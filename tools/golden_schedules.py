@@ -5,7 +5,7 @@ Run by ``tools/make_golden.py`` (or alone, from the repository root, with torch
 
     python tools/golden_schedules.py            # writes tests/golden/schedules/*.json
 
-Three files, replayed without torch by ``tests/test_schedules.py``,
+Three files, replayed without torch by ``tests/test_schedules_torch.py``,
 ``tests/test_plateau.py`` and ``tests/test_averaged.py``:
 
 * ``schedulers.json``: for each configuration, a torch LR scheduler (its class name

@@ -7,7 +7,7 @@ CPU, ``schedulefree`` 1.4 and ``prodigyopt`` 1.1 installed)::
     python tools/golden_tuning_free.py                  # writes tests/golden/tuning_free/
     python tools/golden_tuning_free.py --sensitivity 1e-15
 
-One JSON file per configuration, replayed without torch by ``tests/test_tuning_free.py``.
+One JSON file per configuration, replayed without torch by ``tests/test_tuning_free_golden.py``.
 The problem is ``make_golden.py``'s: the float64 tanh network (tag ``mlp_tanh_v1``),
 its data and initial parameters, trained in closed loop for ``NUM_STEPS`` steps with
 the parameters given to the optimizer in ``PARAM_ORDER``.  A file holds:

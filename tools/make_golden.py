@@ -1,4 +1,4 @@
-"""Write the torch.optim golden trajectories used by ``tests/test_parity.py``.
+"""Write the torch.optim golden trajectories used by ``tests/test_parity_torch.py``.
 
 How to run (by hand, only when a configuration is added or changed)::
 
