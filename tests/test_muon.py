@@ -344,7 +344,7 @@ def test_matrices_go_to_muon_and_the_rest_to_adamw(rng):
         "none": None,
     }
     # With the papers' labels, each leaf takes exactly its group's optimizer alone:
-    # AdamW's (proven against torch in test_parity.py), or Muon's on that matrix.
+    # AdamW's (proven against torch in test_parity_torch.py), or Muon's on that matrix.
     optimizer = jopt.muon(0.02, labels=embeddings_and_head_to_adamw)
     grads = [jax.tree.map(lambda p: p * 0.3 + 0.1, params) for _ in range(2)]
     grads = [{**g, "step": None, "none": None} for g in grads]
