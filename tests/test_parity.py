@@ -7,7 +7,7 @@ torch.optim
     within 1e-10 relative of torch's parameters and optimizer state at every recorded
     step.  torch is not needed: only the JSON files are read.  Every file of
     ``tests/golden/`` is replayed, with every alias whose torch port (in
-    ``references.py``) takes its torch call.
+    ``references``) takes its torch call.
 
 optax
     Where optax implements the same formula, jopt's optimizers (and chains of jopt's

@@ -1,6 +1,6 @@
 """The generic suite: every optimizer of ``jopt.optimizers.ALL`` against its reference.
 
-``tests/references.py`` holds, for each registry name, a float64 NumPy restatement
+``tests/references/`` holds, for each registry name, a float64 NumPy restatement
 written from the paper and torch.optim, the configurations to test and the
 optimizer's capabilities.  Every test here is parametrized over that table, so a new
 registry entry with its reference gets all of them:

@@ -7,7 +7,7 @@ argument; values in range (in every numeric form: Python and NumPy scalars, 0-d 
 of bfloat16, float16 and float32) are accepted; and ``jopt.set_hyperparams`` accepts
 and refuses exactly what the factory does, for each live hyperparameter (no second
 table can drift from the first).  The argument combinations an optimizer refuses
-(Nesterov without momentum) are the ones its reference in ``references.py`` refuses.
+(Nesterov without momentum) are the ones its reference in ``references`` refuses.
 
 Each row of the tables below is one bad input, the exception it must raise, and the
 pieces of text the message must contain: the argument's name and the offending value.
