@@ -74,7 +74,7 @@ def test_optimizers_flag_takes_the_registry():
     assert harness.parse_args(["--optimizers", "all"]).optimizers == list(jopt.optimizers.ALL)
     assert harness.parse_args(["--optimizers", "adamw,adam"]).optimizers == ["adamw", "adam"]
     with pytest.raises(SystemExit):
-        harness.parse_args(["--optimizers", "lbfgs"])
+        harness.parse_args(["--optimizers", "no_such_optimizer"])
     # Optimizers without an optax or torch counterpart run in jopt alone.
     assert systems.unavailable("jopt", "adamw") is None
     assert systems.unavailable("optax", "adam") is None

@@ -471,8 +471,9 @@ def scale_by_lbfgs_step(
                     f"lbfgs with line_search='strong_wolfe' needs {name}: call "
                     "update(grads, state, params, value=loss, value_fn=loss_fn)"
                 )
-        if params is not None:
-            _align.check_matches(updates, "params", params)
+        for name, tree in (("params", params), ("state", state.grad)):  # state.grad: a tree
+            if tree is not None:
+                _align.check_matches(updates, name, tree)
         g = ravel(updates, state.direction.dtype)
         if g.shape != state.direction.shape:
             raise ValueError(

@@ -8,7 +8,7 @@ the generic suite needs to know about it.  The generic tests (``test_registry.py
 asserts that its names are exactly the registry's.
 
 The restatements live in one module per family (``classic``, ``modern``,
-``muon_soap``, ``torch_ports``, ``tuning_free``), each with its part of the table;
+``muon_soap``, ``torch_ports``, ``tuning_free``, ``lbfgs``), each with its part of the table;
 this module joins the parts in registry order.  ``_entry`` holds the shape of an
 entry (:class:`Reference`, :class:`TorchPort`) and the helpers every family uses.
 
@@ -40,7 +40,8 @@ Adding an optimizer ``foo``
 An optimizer whose step couples the leaves (Prodigy's estimate of d sums over all of
 them) cannot be restated per leaf.  Its entry sets ``whole_tree=True`` and its rule
 works on the list of leaves: ``init(leaves) -> state`` and
-``step(leaves, grads, state, t) -> (new_leaves, new_state)``.  The generic tests call
+``step(leaves, grads, state, t) -> (new_leaves, new_state)``; L-BFGS's too (one
+direction for the concatenated vector).  The generic tests call
 every reference through :meth:`Reference.tree_rule`, which gives per-leaf rules that
 form too.
 """
@@ -55,6 +56,7 @@ import jax.numpy as jnp
 
 from ._entry import Reference, TorchPort, sq, stored
 from .classic import CLASSIC
+from .lbfgs import LBFGS, ref_lbfgs, ref_strong_wolfe
 from .modern import MODERN
 from .muon_soap import MUON, SOAP, ref_newton_schulz
 from .torch_ports import TORCH_PORTS
@@ -68,14 +70,16 @@ __all__ = [
     "all_configs",
     "config_id",
     "main_configs",
+    "ref_lbfgs",
     "ref_newton_schulz",
+    "ref_strong_wolfe",
     "sq",
     "stored",
     "torch_ports",
 ]
 
 REFERENCES: Mapping[str, Reference] = MappingProxyType(
-    {**CLASSIC, **MODERN, **MUON, **TORCH_PORTS, **SOAP, **TUNING_FREE}
+    {**CLASSIC, **MODERN, **MUON, **TORCH_PORTS, **SOAP, **TUNING_FREE, **LBFGS}
 )
 """Every optimizer of ``jopt.optimizers.ALL``, in registry order (a test checks both)."""
 

@@ -42,6 +42,13 @@ class Reference:
       complex_leaves: complex parameters are supported (with ``|g|²``).
       needs_value: ``update`` needs ``value=`` (the loss); the reference's ``step``
         then takes it as a keyword argument too.
+      needs_value_fn: ``update`` also needs ``value_fn=`` (params -> loss, which it
+        evaluates and differentiates, as a line search does); the reference's
+        ``step`` then takes ``value_and_grad=``, a NumPy function of the list of
+        leaves returning ``(loss, [gradient per leaf])``.
+      differentiable: whether ``jax.grad`` goes through ``update`` in a configuration
+        (reverse mode cannot go through a ``lax.while_loop``); the gradient test runs
+        the first configuration for which it holds.
       still_without_gradient: a zero gradient leaves the parameters unchanged when
         ``weight_decay`` is 0 (or absent).
       float32_rtol: tolerance of float32 runs against the float64 reference.
@@ -55,6 +62,11 @@ class Reference:
       factored: the state keeps factored statistics for leaves of 2 dims or more
         (shapes ``(…, n, 1)`` and ``(…, 1, m)``) and leaves a field ``None`` where a
         parameter does not use it (Adafactor).
+      vector_state: the state holds the trained entries of all leaves as one vector,
+        ``n`` entries long, and histories of them: shapes ``(n,)``, ``(m, n)`` and
+        ``(m,)`` (L-BFGS).
+      unset_fields: state fields that hold NaN until the optimizer has seen what they
+        record (L-BFGS's ``prev_value``, the loss at the last iteration's start).
       whole_tree: the rule steps the list of all leaves at once (see the module
         docstring), for optimizers whose leaves are coupled.
     """
@@ -63,12 +75,16 @@ class Reference:
     configs: tuple[Mapping[str, Any], ...]
     complex_leaves: bool = True
     needs_value: bool = False
+    needs_value_fn: bool = False
+    differentiable: Callable[[Mapping[str, Any]], bool] = lambda kwargs: True
     still_without_gradient: bool = True
     float32_rtol: float = 1e-5
     matrix_state: bool = False
     torch: tuple[TorchPort, ...] = ()
     decay_arguments: tuple[str, ...] = ("weight_decay",)
     factored: bool = False
+    vector_state: bool = False
+    unset_fields: tuple[str, ...] = ()
     whole_tree: bool = False
 
     def tree_rule(self, **kwargs: Any) -> tuple[Callable, Callable]:
@@ -96,12 +112,24 @@ class Reference:
     def main(self) -> Mapping[str, Any]:
         return self.configs[0]
 
+    @property
+    def differentiable_config(self) -> Mapping[str, Any]:
+        """The first configuration ``jax.grad`` goes through (see ``differentiable``)."""
+        return next(c for c in self.configs if self.differentiable(c))
+
     def defaults(self) -> dict[str, Any]:
         return {
             name: p.default
             for name, p in inspect.signature(self.rule).parameters.items()
             if p.default is not inspect.Parameter.empty
         }
+
+    def state_shape_ok(self, state_shape: tuple[int, ...], shape: tuple[int, ...], trained: int):
+        """Whether a state leaf may have ``state_shape`` for a parameter of ``shape``,
+        ``trained`` the number of trained entries in the whole tree."""
+        histories = len(state_shape) == 1 or (len(state_shape) == 2 and state_shape[1] == trained)
+        vector = self.vector_state and histories
+        return vector or state_shape in self.state_shapes(shape)
 
     def state_shapes(self, shape: tuple[int, ...]) -> set[tuple[int, ...]]:
         """The shapes a state leaf may have for a parameter of ``shape``."""
