@@ -31,7 +31,7 @@ from references import ref_lbfgs, ref_strong_wolfe
 
 import jopt
 from jopt.transforms import LbfgsState
-from jopt.transforms._lbfgs import strong_wolfe
+from jopt.transforms._line_search import strong_wolfe
 
 GOLDEN = Path(__file__).parent / "golden" / "lbfgs"
 NAMES = (
