@@ -264,15 +264,8 @@ def torch_optimizer(system: str, optimizer: str, params: list):
     )
 
 
-# Registry optimizers whose update evaluates the loss itself (a line search): the
-# harness times updates on given gradients, with no loss to evaluate.
-NEEDS_LOSS = ("lbfgs",)
-
-
 def unavailable(system: str, optimizer: str) -> str | None:
     """Why ``system`` has no step for ``optimizer`` in the harness, or None if it has."""
-    if optimizer in NEEDS_LOSS:
-        return f"{optimizer}'s update evaluates the loss (a line search); the harness has none"
     if system == "jopt" or optimizer in COUNTERPARTS:
         return None
     return f"no {system} counterpart for {optimizer} in the harness"

@@ -77,7 +77,6 @@ def test_optimizers_flag_takes_the_registry():
         harness.parse_args(["--optimizers", "no_such_optimizer"])
     # Optimizers without an optax or torch counterpart run in jopt alone.
     assert systems.unavailable("jopt", "adamw") is None
-    assert "line search" in systems.unavailable("jopt", "lbfgs")  # no loss to evaluate
     assert systems.unavailable("optax", "adam") is None
     assert "no optax counterpart" in systems.unavailable("optax", "adamw")
     assert "no torch-fused counterpart" in systems.torch_unsupported("torch-fused", "adamw", "cpu")
