@@ -53,7 +53,9 @@ def zeros_like(params: PyTree, dtype=None, *, real: bool = False) -> PyTree:
 
 
 def scalar_like(params: PyTree, value: Any, dtype) -> jax.Array:
-    """A 0-d state array (a step count, an injected hyperparameter) for ``params``.
+    """A replicated state array for ``params``: 0-d (a step count, an injected
+    hyperparameter), or of ``value``'s shape (state that belongs to no one parameter,
+    such as L-BFGS's vectors over all of them).
 
     Scalars are replicated, never split.  When ``params`` holds concrete arrays laid
     out over a multi-device mesh (a ``jax.sharding.NamedSharding``), the scalar
@@ -75,7 +77,9 @@ def scalar_like(params: PyTree, value: Any, dtype) -> jax.Array:
         ):
             replicated = jax.sharding.NamedSharding(sharding.mesh, jax.sharding.PartitionSpec())
             # make_array_from_callback also works when the mesh spans several hosts.
-            return jax.make_array_from_callback((), replicated, lambda _: scalar)
+            return jax.make_array_from_callback(
+                scalar.shape, replicated, lambda index: np.asarray(scalar[index])
+            )
     return jnp.asarray(scalar)
 
 

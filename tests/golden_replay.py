@@ -6,7 +6,7 @@ parameters, and parameters and optimizer state are compared with torch's at the
 recorded checkpoints.
 
 Which jopt call a torch call becomes is read from the torch ports of
-``references.py`` (one per alias and torch class); the few torch calls that no alias
+``references`` (one per alias and torch class); the few torch calls that no alias
 takes are chains, listed in :data:`UNALIASED`.
 """
 
@@ -27,7 +27,7 @@ GOLDEN_DIR = Path(__file__).parent / "golden"
 GOLDEN_RTOL = 1e-10
 
 # Every file of tests/golden/ is replayed: a new one needs no edit here or in a test
-# module, only a torch port in references.py for its optimizer.
+# module, only a torch port in references for its optimizer.
 GOLDEN_NAMES = tuple(sorted(p.stem for p in GOLDEN_DIR.glob("*.json")))
 
 
@@ -177,7 +177,7 @@ def jopt_from_torch(record: dict, alias: str | None = None, **override):
     if not ports:
         raise NotImplementedError(
             f"no alias ports torch.optim.{record['optimizer']}({hp}) (wanted {alias}): add a "
-            f"TorchPort to its entry in tests/references.py"
+            f"TorchPort to its entry in tests/references/"
         )
     name, port = ports[0]
     kwargs = {}

@@ -22,6 +22,7 @@ import numpy as np
 from references import REFERENCES
 
 import jopt
+from jopt._numerics import is_trainable
 
 INT32_MAX = int(np.iinfo(np.int32).max)
 
@@ -101,13 +102,48 @@ def loss_value(params, noise):
     return total
 
 
-def extra_args(name: str, value: Any = 1.0) -> dict[str, Any]:
+def resting_loss(params):
+    """``Σ ½|θ|²`` over the trainable leaves: the generic ``value_fn`` of the tests whose
+    loss does not matter (its gradient is ``params``)."""
+    leaves = [p for p in jax.tree.leaves(params) if is_trainable(p)]
+    return sum((0.5 * jnp.sum(jnp.abs(p) ** 2) for p in leaves), jnp.zeros([]))
+
+
+def extra_args(name: str, value: Any = 1.0, value_fn: Any = resting_loss) -> dict[str, Any]:
     """The extra keyword arguments ``update`` needs for registry entry ``name``.
 
-    ``{"value": value}`` (the loss) for an optimizer that needs it, else nothing; for
-    the tests whose loss does not matter (dtypes, trees, structure), any number does.
+    ``{"value": value}`` (the loss) for an optimizer that needs it, with ``value_fn``
+    (params -> loss) for one that also needs that, else nothing; for the tests whose
+    loss does not matter (dtypes, trees, structure), any number and
+    :func:`resting_loss` do.
     """
-    return {"value": jnp.asarray(value)} if REFERENCES[name].needs_value else {}
+    reference, extra = REFERENCES[name], {}
+    if reference.needs_value or reference.needs_value_fn:
+        extra["value"] = jnp.asarray(value)
+    if reference.needs_value_fn:
+        extra["value_fn"] = value_fn
+    return extra
+
+
+def reference_extra_args(name: str, value: float = 1.0) -> dict[str, Any]:
+    """:func:`extra_args` for the reference's ``step``: the NumPy ``value_and_grad`` of
+    :func:`resting_loss` in place of ``value_fn``."""
+    reference, extra = REFERENCES[name], {}
+    if reference.needs_value or reference.needs_value_fn:
+        extra["value"] = value
+    if reference.needs_value_fn:
+        extra["value_and_grad"] = lambda leaves: (
+            float(sum(0.5 * np.sum(np.abs(p) ** 2) for p in leaves)),
+            list(leaves),
+        )
+    return extra
+
+
+def _numpy_loss(leaves, noise_leaves) -> tuple[float, list]:
+    """:func:`loss_value` and :func:`gradient` on lists of NumPy leaves (real)."""
+    pairs = list(zip(leaves, noise_leaves, strict=True))
+    value = sum(0.5 * np.sum(p * p) + np.sum(n * p) for p, n in pairs)
+    return float(value), [gradient(p, n) for p, n in pairs]
 
 
 def run_reference(name: str, kwargs: Mapping[str, Any], params, noise_list, dtype=np.float64):
@@ -120,20 +156,33 @@ def run_reference(name: str, kwargs: Mapping[str, Any], params, noise_list, dtyp
     for t, noise in enumerate(noise_list, start=1):
         noise_leaves = [np.asarray(n, dtype) for n in jax.tree.leaves(noise)]
         extra = {}
-        if reference.needs_value:
+        if reference.needs_value or reference.needs_value_fn:
             extra["value"] = float(loss_value(leaves, noise_leaves))
+        if reference.needs_value_fn:
+            extra["value_and_grad"] = functools.partial(_numpy_loss, noise_leaves=noise_leaves)
         grads = [gradient(p, n) for p, n in zip(leaves, noise_leaves, strict=True)]
         leaves, state = step(leaves, grads, state, t, **extra)
         trajectory.append(leaves)
     return trajectory
 
 
-def make_step(optimizer: jopt.GradientTransformation, needs_value: bool = False):
-    """``step(params, state, noise) -> (params, state)`` on the noisy quadratic."""
+def make_step(
+    optimizer: jopt.GradientTransformation, needs_value: bool = False, needs_value_fn: bool = False
+):
+    """``step(params, state, noise) -> (params, state)`` on the noisy quadratic.
+
+    With ``needs_value`` the update gets ``value=`` the loss at ``params``; with
+    ``needs_value_fn`` also ``value_fn=`` the loss as a function of the params (for
+    this step's noise).
+    """
 
     def step(params, state, noise):
         grads = jax.tree.map(gradient, params, noise)
-        extra = {"value": loss_value(params, noise)} if needs_value else {}
+        extra = {}
+        if needs_value or needs_value_fn:
+            extra["value"] = loss_value(params, noise)
+        if needs_value_fn:
+            extra["value_fn"] = functools.partial(loss_value, noise=noise)
         updates, state = optimizer.update(grads, state, params, **extra)
         return jopt.apply_updates(params, updates), state
 
@@ -261,7 +310,9 @@ def _tanh_loss(params, x, y):
 def checkpoint_step(name: str, optimizer):
     """The jitted training step; for skip_nonfinite, step 3 of every 17 sees NaNs."""
     poison = name.startswith("skip-nonfinite")
-    needs_value = name in REFERENCES and REFERENCES[name].needs_value
+    reference = REFERENCES.get(name)
+    needs_value_fn = reference is not None and reference.needs_value_fn
+    needs_value = reference is not None and (reference.needs_value or needs_value_fn)
 
     @jax.jit
     def step(params, state, t):
@@ -270,6 +321,8 @@ def checkpoint_step(name: str, optimizer):
             x = x * jnp.where(t % 17 == 3, jnp.nan, 1.0)
         value, grads = jax.value_and_grad(_tanh_loss, allow_int=True)(params, x, y)
         extra = {"value": value} if needs_value else {}
+        if needs_value_fn:
+            extra["value_fn"] = functools.partial(_tanh_loss, x=x, y=y)
         updates, state = optimizer.update(grads, state, params, **extra)
         return jopt.apply_updates(params, updates), state
 

@@ -1,7 +1,7 @@
 """AdaBelief, ADOPT and AdEMAMix against their authors' code, optax and their state sizes.
 
 The generic suite (``test_registry.py`` and the others) compares the three aliases
-with the float64 restatements of ``references.py``.  Here:
+with the float64 restatements of ``references``.  Here:
 
 * **Golden data.**  ``tools/golden_adam_like.py`` trained ``make_golden.py``'s float64
   network with the authors' implementations (``adabelief-pytorch``, ``torch-adopt``,

@@ -14,7 +14,7 @@ import numpy as np
 import optax
 import pytest
 from references import REFERENCES
-from support import extra_args
+from support import extra_args, reference_extra_args
 
 import jopt
 
@@ -82,7 +82,7 @@ def test_unknown_keyword_arguments_are_ignored(name, rng):
     extra = {"value": 1.0, "grad": grads, "whatever": "x", **extra_args(name)}
     updates, _ = optimizer.update(grads, state, params, **extra)
     init, step = REFERENCES[name].tree_rule(**kwargs)
-    [expected], _ = step([params], [grads], init([params]), 1, **extra_args(name))
+    [expected], _ = step([params], [grads], init([params]), 1, **reference_extra_args(name))
     np.testing.assert_allclose(params + updates, expected, rtol=1e-12)
 
 

@@ -13,6 +13,7 @@ stay static in every form (item 1); half-precision values are numbers (item 2).
 
 from __future__ import annotations
 
+import functools
 import inspect
 import re
 
@@ -41,9 +42,21 @@ def _noisy_quadratic_run(optimizer, params, steps=STEPS, seed=3, jit=True, extra
     ]
     state = optimizer.init(params)
 
+    def loss(params, noise):
+        terms = jax.tree.map(
+            lambda p, t, n: 0.5 * jnp.sum((p - t) ** 2) + 0.3 * jnp.sum(n * p),
+            params,
+            target,
+            noise,
+        )
+        return sum(jax.tree.leaves(terms))
+
     def step(params, state, noise):
         grads = jax.tree.map(lambda p, t, n: p - t + 0.3 * n, params, target, noise)
-        updates, state = optimizer.update(grads, state, params, **(extra or {}))
+        given = dict(extra or {})
+        if "value_fn" in given:  # a line search: the loss of these gradients, and its value
+            given.update(value_fn=functools.partial(loss, noise=noise), value=loss(params, noise))
+        updates, state = optimizer.update(grads, state, params, **given)
         return jopt.apply_updates(params, updates), state
 
     step = jax.jit(step) if jit else step

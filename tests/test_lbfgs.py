@@ -6,11 +6,12 @@ steps, to ``tests/golden/lbfgs/``.  Here ``jopt.lbfgs`` replays each run in clos
 (its gradients and line-search evaluations taken at its own parameters) and must agree
 to 1e-10 relative.
 
-``ref_lbfgs`` below restates the algorithm in NumPy (the two-loop recursion of Nocedal
-& Wright's algorithm 7.4 and the bracketing/zoom line search of their algorithms 3.5
-and 3.6, in torch's variant), written from the textbook with its own control flow; it
-is proven against the same golden files, then used as the oracle for what torch cannot
-record: pytrees, float32, schedules.
+``ref_lbfgs`` (the registry's reference, in the ``references`` package) restates the
+algorithm in NumPy (the two-loop recursion of Nocedal & Wright's algorithm 7.4 and the
+bracketing/zoom line search of their algorithms 3.5 and 3.6, in torch's variant),
+written from the textbook with its own control flow; it is proven against the same
+golden files, then used as the oracle for what torch cannot record: pytrees, float32,
+schedules.
 """
 
 from __future__ import annotations
@@ -26,10 +27,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from golden_replay import mlp_tanh_v1_loss
+from references import ref_lbfgs, ref_strong_wolfe
 
 import jopt
 from jopt.transforms import LbfgsState
-from jopt.transforms._lbfgs import strong_wolfe
+from jopt.transforms._line_search import strong_wolfe
 
 GOLDEN = Path(__file__).parent / "golden" / "lbfgs"
 NAMES = (
@@ -40,159 +42,6 @@ NAMES = (
     "quadratic_tolerance_grad",
 )
 RTOL = 1e-10
-
-
-# --- the NumPy restatement (a registry reference: see ref_lbfgs) -----------------------
-
-
-def _cubic_step(a, b, lo=None, hi=None):
-    """Minimizer of the cubic through the points ``a = (t, f, f')`` and ``b``, clipped
-    to ``[lo, hi]`` (default: between them); the midpoint if the cubic has none."""
-    (x1, f1, g1), (x2, f2, g2) = a[:3], b[:3]
-    if lo is None:
-        lo, hi = min(x1, x2), max(x1, x2)
-    theta = g1 + g2 - 3 * (f1 - f2) / (x1 - x2)
-    disc = theta * theta - g1 * g2
-    if not disc >= 0:
-        return (lo + hi) / 2
-    root = math.sqrt(disc)
-    if x1 > x2:
-        (x1, f1, g1), (x2, f2, g2) = (x2, f2, g2), (x1, f1, g1)
-    t = x2 - (x2 - x1) * ((g2 + root - theta) / (g2 - g1 + 2 * root))
-    return min(max(t, lo), hi)
-
-
-def ref_strong_wolfe(phi, f0, g0, d, t, tolerance_change, max_extra=25, c1=1e-4, c2=0.9):
-    """Strong-Wolfe search along ``d``: ``phi(t) -> (f, g)``; returns ``(t, f, g, calls)``.
-
-    Points are ``(t, f, f'(t) = gᵀd, g)``.  Bracketing from ``t``, extrapolating by
-    cubic steps into ``[t + 0.01·(t − t_prev), 10·t]``; then zoom on ``(lo, hi)``,
-    ``lo`` the end with the lower f, with trials kept off the ends as torch does.
-    """
-    start = (0.0, f0, g0 @ d, g0)
-    calls, prev, lo, hi = 0, start, None, None
-
-    def evaluate(step):
-        nonlocal calls
-        calls += 1
-        f, g = phi(step)
-        return (step, f, g @ d, g)
-
-    new = evaluate(t)
-    while lo is None:
-        extra = calls - 1
-        if extra >= max_extra:
-            lo = start if start[1] <= new[1] else new
-            return lo[0], lo[1], lo[3], calls
-        if new[1] > f0 + c1 * new[0] * start[2] or (extra > 1 and new[1] >= prev[1]):
-            lo, hi = (prev, new) if prev[1] <= new[1] else (new, prev)
-        elif abs(new[2]) <= -c2 * start[2]:
-            return new[0], new[1], new[3], calls
-        elif new[2] >= 0:
-            lo, hi = (prev, new) if prev[1] <= new[1] else (new, prev)
-        else:
-            t_next = _cubic_step(prev, new, new[0] + 0.01 * (new[0] - prev[0]), 10 * new[0])
-            prev, new = new, evaluate(t_next)
-    near_before = False
-    while calls - 1 < max_extra:
-        if abs(hi[0] - lo[0]) * np.max(np.abs(d)) < tolerance_change:
-            break
-        left, right = min(lo[0], hi[0]), max(lo[0], hi[0])
-        t = _cubic_step(lo, hi)
-        margin = 0.1 * (right - left)
-        if min(right - t, t - left) < margin:
-            if near_before or t >= right or t <= left:
-                t = right - margin if abs(t - right) < abs(t - left) else left + margin
-                near_before = False
-            else:
-                near_before = True
-        else:
-            near_before = False
-        new = evaluate(t)
-        if new[1] > f0 + c1 * t * start[2] or new[1] >= lo[1]:
-            lo, hi = (lo, new) if lo[1] <= new[1] else (new, lo)
-            continue
-        if abs(new[2]) <= -c2 * start[2]:
-            lo = new
-            break
-        if new[2] * (hi[0] - lo[0]) >= 0:
-            hi = lo
-        lo = new
-    return lo[0], lo[1], lo[3], calls
-
-
-def ref_lbfgs(
-    learning_rate=1.0,
-    history_size=100,
-    tolerance_grad=1e-7,
-    tolerance_change=1e-9,
-    line_search="strong_wolfe",
-):
-    """torch.optim.LBFGS with ``max_iter=1, max_eval=26``, one iteration per step.
-
-    The shape of the other references (``init(p) -> state``,
-    ``step(p, g, state, t) -> (new_p, new_state)``), on the whole parameter vector:
-    ``p`` is every trained entry of the tree, flattened in ``jax.tree.leaves`` order,
-    as float64; ``t`` (the 1-based step) is not needed, the state counts iterations.
-    With the line search ``step`` also takes ``value`` (f at ``p``) and
-    ``value_and_grad`` (``p -> (f, ∇f)`` in NumPy).  ``learning_rate`` may be
-    ``count -> η``.
-    """
-
-    def init(x):
-        zeros = np.zeros_like(x)
-        return {
-            "count": 0,
-            "d": zeros,
-            "t": 0.0,
-            "pairs": [],
-            "gamma": 1.0,
-            "prev_g": zeros,
-            "prev_value": math.nan,
-            "evaluations": 0,
-        }
-
-    def direction(g, pairs, gamma):
-        q, alphas = -g, []
-        for s, y, rho in reversed(pairs):
-            alphas.append(rho * (s @ q))
-            q = q - alphas[-1] * y
-        r = gamma * q
-        for (s, y, rho), alpha in zip(pairs, reversed(alphas), strict=True):
-            r = r + (alpha - rho * (y @ r)) * s
-        return r
-
-    def step(x, g, state, t=None, *, value=None, value_and_grad=None):
-        del t
-        if np.max(np.abs(g)) <= tolerance_grad:
-            return x, state
-        pairs, gamma = list(state["pairs"]), state["gamma"]
-        y, s = g - state["prev_g"], state["d"] * state["t"]
-        if y @ s > 1e-10:
-            pairs, gamma = (pairs + [(s, y, 1 / (y @ s))])[-history_size:], (y @ s) / (y @ y)
-        lr = learning_rate(state["count"]) if callable(learning_rate) else learning_rate
-        t = lr * min(1.0, 1.0 / np.sum(np.abs(g))) if state["count"] == 0 else lr
-        d = direction(g, pairs, gamma)
-        new = {
-            **state,
-            "count": state["count"] + 1,
-            "d": d,
-            "t": t,
-            "pairs": pairs,
-            "gamma": gamma,
-            "prev_g": g,
-            "prev_value": value,
-        }
-        if g @ d > -tolerance_change:
-            return x, new
-        if line_search is not None:
-            t, _, _, calls = ref_strong_wolfe(
-                lambda step: value_and_grad(x + step * d), value, g, d, t, tolerance_change
-            )
-            new.update(t=t, evaluations=state["evaluations"] + calls)
-        return x + t * d, new
-
-    return init, step
 
 
 # --- golden files ----------------------------------------------------------------------

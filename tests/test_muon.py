@@ -1,7 +1,7 @@
 """``jopt.muon`` beyond the generic suite: torch's own numbers, every shape of matrix, routing.
 
 The generic suite checks ``muon`` against its float64 restatement of torch's
-algorithm (``ref_muon`` in ``references.py``) to 1e-10 on a (3, 2) matrix and a 0-d
+algorithm (``ref_muon`` in ``references``) to 1e-10 on a (3, 2) matrix and a 0-d
 leaf.  Here:
 
 * torch itself, from ``tests/golden/muon/muon.json`` (``tools/golden_muon.py``):

@@ -1,7 +1,7 @@
 """What the lecture says about each optimizer, beyond the generic suite.
 
 The generic tests (``test_registry.py``) compare every optimizer with its float64
-restatement in ``references.py``.  The tests here check the lecture's own statements:
+restatement in ``references``.  The tests here check the lecture's own statements:
 Nesterov's look-ahead recursion, the ε-inside-the-root formulas, Adadelta's descent
 with its default multiplier, convergence on a quadratic and on Rosenbrock's function
 within a measured step budget, and a first Adam step in bfloat16.

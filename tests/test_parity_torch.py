@@ -6,7 +6,7 @@ loop (its own ``jax.grad`` of the same loss, at its own parameters) and must sta
 within 1e-10 relative of torch's parameters and optimizer state at every recorded
 step.  torch is not needed: only the JSON files are read.  Every file of
 ``tests/golden/`` is replayed, with every alias whose torch port (in
-``references.py``) takes its torch call.  ``docs/porting.md`` covers every torch
+``references``) takes its torch call.  ``docs/porting.md`` covers every torch
 argument and state name.
 """
 

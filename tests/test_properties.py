@@ -4,7 +4,7 @@ Trees nest dicts, lists and tuples; leaves have 0 to 3 dimensions (0-size includ
 float32, bfloat16, float16, complex64, int32 or bool dtypes, or are ``None`` (64-bit
 types are off, as for users; float64 leaves are in ``test_registry.py``).  Every
 optimizer of the registry is run with hyperparameters drawn from the ranges of the
-validation vocabulary (or ``PROPERTY_RANGES`` of ``references.py``).  Properties:
+validation vocabulary (or ``PROPERTY_RANGES`` of ``references``).  Properties:
 
 * ``update`` returns updates with the gradients' tree structure and dtypes, and a state
   with the structure and dtypes it was given;

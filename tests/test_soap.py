@@ -9,7 +9,7 @@
 * The refresh lives under one ``lax.switch``: the compiled step is one program, traced
   once, whose eigendecomposition and QR decomposition are only inside its branches.
 * Tensors of rank 3 and 1-D leaves with ``precondition_1d`` against the float64 NumPy
-  restatement of ``references.py``.
+  restatement of ``references``.
 * State bytes, counted from the shapes, and the storage dtypes.
 """
 

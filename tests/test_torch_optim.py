@@ -1,7 +1,7 @@
 """NAdam, RAdam, ASGD, Rprop and Adafactor beyond the generic suite and the golden runs.
 
 * Adafactor's state memory, counted in bytes from the shapes and dtypes alone, against
-  Adam's; and a 3-d leaf against the float64 reference of ``references.py``.
+  Adam's; and a 3-d leaf against the float64 reference of ``references``.
 * ASGD's averaged parameters (``jopt.asgd_averaged_params``) against the plain mean of
   the iterates the run went through.
 * RAdam's jopt-only switches (torch's ε placement, the strict threshold) against a
@@ -86,7 +86,7 @@ def test_benchmark_row_counts_adafactor_state_from_the_shapes():
 @pytest.mark.float64
 def test_adafactor_on_a_3d_leaf_follows_the_reference(rng):
     # The generic suite's tree has a matrix and a 0-d leaf; here a stacked (2, 3, 4) leaf
-    # (one factorization per leading index) and a vector, against references.py.
+    # (one factorization per leading index) and a vector, against references.
     kwargs = {"learning_rate": 0.05, "weight_decay": 0.05, "d": 1.2}
     params = {"stack": rng.normal(size=(2, 3, 4)), "bias": rng.normal(size=5)}
     optimizer = jopt.adafactor(**kwargs)

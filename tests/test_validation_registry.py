@@ -7,7 +7,7 @@ type, derived from the vocabulary's own specs (``tests/validation_support.py``),
 ``jopt.set_hyperparams`` accepts and refuses exactly what the factory does, for each live
 hyperparameter (no second table can drift from the first).  The argument combinations an
 optimizer refuses (Nesterov without momentum) are the ones its reference in
-``references.py`` refuses.
+``references`` refuses.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ torch's ``Muon`` takes 2-d parameters only and runs its Newton–Schulz iteratio
 bfloat16, whatever the parameters' dtype: its trajectories are exact only to
 bfloat16, so they are replayed by ``tests/test_muon.py`` at that tolerance (not by
 the 1e-10 replay of ``tests/test_parity_torch.py``; the float64 restatement in
-``tests/references.py`` is what jopt matches to 1e-10).  The file holds:
+``tests/references/`` is what jopt matches to 1e-10).  The file holds:
 
 * ``model`` ``"mlp3_tanh_nobias_v1"``: three bias-free layers in torch's (out, in)
   layout, ``pred = tanh(tanh(x @ W1.T) @ W2.T) @ W3.T``, ``loss = mean((pred - y)**2)``

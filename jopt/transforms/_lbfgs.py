@@ -13,26 +13,23 @@ boolean leaves are not trained; their updates pass through unchanged.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
+from jax.sharding import NamedSharding, PartitionSpec
 
-from jopt import _align, _numerics
+from jopt import _align, _numerics, _placement
 from jopt._core import GradientTransformation, ScalarOrSchedule
 from jopt._validation import check
+from jopt.transforms._line_search import LineSearchResult, _where, strong_wolfe
 
 __all__ = ["LbfgsState", "scale_by_lbfgs_step"]
 
-# torch's constants: the curvature threshold below which a pair is not stored, the
-# Wolfe constants, and the number of line-search evaluations after the first.
+# torch's threshold below which a curvature pair is not stored.
 CURVATURE_EPS = 1e-10
-C1, C2 = 1e-4, 0.9
-MAX_LINE_SEARCH = 25
-
-_BRACKET, _ZOOM, _DONE = 0, 1, 2
 
 
 class LbfgsState(NamedTuple):
@@ -91,13 +88,27 @@ def _leaves(tree: Any) -> tuple[list, Any]:
     return leaves, treedef
 
 
+def _explicitly_split(x: Any) -> bool:
+    """Whether ``x`` is split over explicit mesh axes (its layout is part of its type,
+    and flattening or reshaping it needs the layout of the result spelled out)."""
+    return any(axis is not None for axis in jax.typeof(x).sharding.spec)
+
+
+def _whole(x: jax.Array) -> jax.Array:
+    """``x``, replicated first when it is explicitly split, so that it can be flattened."""
+    if not _explicitly_split(x):
+        return x
+    return jax.sharding.reshard(x, NamedSharding(jax.typeof(x).sharding.mesh, PartitionSpec()))
+
+
 def ravel(tree: Any, dtype: Any = None) -> jax.Array:
     """The trainable leaves of ``tree``, flattened and concatenated, in ``dtype`` (by
-    default their result type, at least float32)."""
+    default their result type, at least float32); one replicated vector."""
     leaves = [jnp.asarray(x) for x in _leaves(tree)[0] if _numerics.is_trainable(x)]
     if dtype is None:
         dtype = _numerics.compute_dtype(jnp.result_type(*leaves) if leaves else jnp.float32)
-    return jnp.concatenate([jnp.ravel(x).astype(dtype) for x in leaves] or [jnp.zeros([0], dtype)])
+    flat = [jnp.ravel(_whole(x)).astype(dtype) for x in leaves]
+    return jnp.concatenate(flat or [jnp.zeros([0], dtype)])
 
 
 def unravel(vector: jax.Array, like: Any, others: str = "keep") -> Any:
@@ -111,6 +122,8 @@ def unravel(vector: jax.Array, like: Any, others: str = "keep") -> Any:
             continue
         size = math.prod(jnp.shape(leaf))
         piece = vector[start : start + size].reshape(jnp.shape(leaf))
+        if _explicitly_split(leaf):  # back to the leaf's layout
+            piece = jax.sharding.reshard(piece, jax.typeof(leaf).sharding)
         out.append(piece.astype(_numerics.dtype_of(leaf)))
         start += size
     return treedef.unflatten(out)
@@ -172,198 +185,34 @@ def two_loop(state: LbfgsState, g: jax.Array) -> jax.Array:
     return lax.fori_loop(0, m, forward, q * state.h_diag)
 
 
-# --- the step length: strong-Wolfe line search -----------------------------------------
-
-
-class LineSearchResult(NamedTuple):
-    """``step_size`` t, ``value`` f(x + t·d), ``grad`` ∇f(x + t·d), ``evaluations``."""
-
-    step_size: jax.Array
-    value: jax.Array
-    grad: jax.Array
-    evaluations: jax.Array
-
-
-class _Search(NamedTuple):
-    phase: jax.Array  # _BRACKET, _ZOOM or _DONE
-    evals: jax.Array  # evaluations so far
-    t: jax.Array  # the next trial step
-    prev: tuple  # (t, f, gtd, g) of the last trial, while bracketing
-    bracket: tuple  # (t, f, gtd, g), each stacked over the two ends
-    low: jax.Array  # the end with the lower value
-    insufficient: jax.Array  # the last zoom trial fell near an end
-
-
-def _where(cond, a, b):
-    return jax.tree.map(lambda x, y: jnp.where(cond, x, y), a, b)
-
-
-def _cubic_minimum(x1, f1, g1, x2, f2, g2, lo, hi):
-    """The minimizer of the cubic through ``(x, f, f')`` at two points, clipped to
-    ``[lo, hi]``; the midpoint of ``[lo, hi]`` when the cubic has no minimum
-    (Nocedal & Wright, eq. 3.59)."""
-    d1 = g1 + g2 - 3 * (f1 - f2) / (x1 - x2)
-    d2_square = d1**2 - g1 * g2
-    real = d2_square >= 0
-    d2 = jnp.sqrt(jnp.where(real, d2_square, 0))
-    right = x2 - (x2 - x1) * ((g2 + d2 - d1) / (g2 - g1 + 2 * d2))
-    left = x1 - (x1 - x2) * ((g1 + d2 - d1) / (g1 - g2 + 2 * d2))
-    pos = jnp.where(x1 <= x2, right, left)
-    return jnp.where(real, jnp.minimum(jnp.maximum(pos, lo), hi), (lo + hi) / 2)
-
-
-def _after_bracket_trial(c, point, start, ls_iter, max_steps):
-    """Bracketing (algorithm 3.5): stop, bracket, or extrapolate past the trial."""
-    t, f, gtd, _ = point
-    f0, gtd0 = start[1], start[2]
-    out = ls_iter >= max_steps
-    armijo_fails = (f > f0 + C1 * t * gtd0) | ((ls_iter > 1) & (f >= c.prev[1]))
-    wolfe = jnp.abs(gtd) <= -C2 * gtd0
-    rising = gtd >= 0
-    extrapolate = ~out & ~armijo_fails & ~wolfe & ~rising
-    found = ~out & ~armijo_fails & wolfe
-    # The other end: the start when out of evaluations, the trial itself when it
-    # satisfies the strong Wolfe conditions, the previous trial otherwise.
-    other = _where(out, start, _where(found, point, c.prev))
-    bracket = tuple(jnp.stack([a, b]) for a, b in zip(other, point, strict=True))
-    low = jnp.where(other[1] <= f, 0, 1).astype(jnp.int32)
-    t_prev, f_prev, gtd_prev, _ = c.prev
-    t_next = _cubic_minimum(t_prev, f_prev, gtd_prev, t, f, gtd, t + 0.01 * (t - t_prev), t * 10)
-    phase = jnp.where(out | found, _DONE, jnp.where(extrapolate, _BRACKET, _ZOOM))
-    moved = c._replace(phase=phase.astype(jnp.int32), bracket=bracket, low=low)
-    kept = c._replace(t=t_next, prev=point)
-    return _where(extrapolate, kept, moved)
-
-
-def _set(bracket, i, point):
-    return tuple(x.at[i].set(p) for x, p in zip(bracket, point, strict=True))
-
-
-def _after_zoom_trial(c, point, start):
-    """Zoom (algorithm 3.6): the trial replaces one end of the bracket."""
-    t, f, gtd, _ = point
-    f0, gtd0 = start[1], start[2]
-    low, high = c.low, 1 - c.low
-    b_t, b_f = c.bracket[0], c.bracket[1]
-    worse = (f > f0 + C1 * t * gtd0) | (f >= b_f[low])
-    as_high = _set(c.bracket, high, point)
-    low_if_worse = jnp.where(as_high[1][0] <= as_high[1][1], 0, 1).astype(jnp.int32)
-    done = jnp.abs(gtd) <= -C2 * gtd0
-    flip = ~done & (gtd * (b_t[high] - b_t[low]) >= 0)
-    old_low = tuple(x[low] for x in c.bracket)
-    as_low = _set(_where(flip, _set(c.bracket, high, old_low), c.bracket), low, point)
-    phase = jnp.where(~worse & done, _DONE, _ZOOM).astype(jnp.int32)
-    return c._replace(
-        phase=phase,
-        bracket=_where(worse, as_high, as_low),
-        low=jnp.where(worse, low_if_worse, low),
-    )
-
-
-def _next_zoom_trial(c, ls_iter, d_norm, tolerance_change, max_steps):
-    """The next trial inside the bracket, kept 10% of its width away from its ends."""
-    b_t, b_f, b_gtd, _ = c.bracket
-    lo, hi = jnp.minimum(b_t[0], b_t[1]), jnp.maximum(b_t[0], b_t[1])
-    stop = (ls_iter >= max_steps) | (jnp.abs(b_t[1] - b_t[0]) * d_norm < tolerance_change)
-    t = _cubic_minimum(b_t[0], b_f[0], b_gtd[0], b_t[1], b_f[1], b_gtd[1], lo, hi)
-    eps = 0.1 * (hi - lo)
-    near = jnp.minimum(hi - t, t - lo) < eps
-    at_end = c.insufficient | (t >= hi) | (t <= lo)
-    pushed = jnp.where(jnp.abs(t - hi) < jnp.abs(t - lo), hi - eps, lo + eps)
-    zoom = c.phase == _ZOOM
-    return c._replace(
-        phase=jnp.where(zoom & stop, _DONE, c.phase).astype(jnp.int32),
-        t=jnp.where(zoom, jnp.where(near & at_end, pushed, t), c.t),
-        insufficient=jnp.where(zoom, near & ~at_end, c.insufficient),
-    )
-
-
-def strong_wolfe(
-    value_and_grad: Callable[[jax.Array], tuple[jax.Array, jax.Array]],
-    direction: jax.Array,
-    step_size: jax.Array,
-    value: jax.Array,
-    grad: jax.Array,
-    *,
-    tolerance_change: float = 1e-9,
-    max_steps: int = MAX_LINE_SEARCH,
-) -> LineSearchResult:
-    """A step length satisfying the strong Wolfe conditions along ``d``.
-
-    ``f(x + t·d) ≤ f(x) + c₁·t·∇fᵀd`` and ``|∇f(x + t·d)ᵀd| ≤ c₂·|∇fᵀd|`` with
-    c₁ = 1e-4, c₂ = 0.9: bracketing from ``t = step_size`` with cubic extrapolation
-    into ``[t + 0.01·(t − t_prev), 10·t]``, then zoom by cubic interpolation (Nocedal
-    & Wright, algorithms 3.5 and 3.6), in torch's variant: the zoom stops when the
-    bracket is shorter than ``tolerance_change / max|d|``, and a trial that lands
-    within 10% of an end twice in a row is pushed to 10%.  One ``lax.while_loop``,
-    one evaluation per iteration, at most ``1 + max_steps`` evaluations; when they
-    run out the best point seen among the start and the last trial is returned (the
-    start, ``t = 0``, if nothing decreased ``f``).
-
-    Args:
-      value_and_grad: ``t -> (f(x + t·d), ∇f(x + t·d))``, the gradient a vector.
-      direction: ``d``, a descent direction (``∇fᵀd < 0``).
-      step_size: the first trial step.
-      value, grad: ``f(x)`` and ``∇f(x)``.
-
-    Returns:
-      A ``LineSearchResult``.
-    """
-    dtype = grad.dtype
-    t0 = jnp.asarray(step_size, dtype)
-    gtd0 = grad @ direction
-    start = (jnp.zeros([], dtype), jnp.asarray(value, dtype), gtd0, grad)
-    d_norm = jnp.max(jnp.abs(direction))
-    zeros2 = jnp.zeros([2], dtype)
-    init = _Search(
-        phase=jnp.asarray(_BRACKET, jnp.int32),
-        evals=jnp.zeros([], jnp.int32),
-        t=t0,
-        prev=start,
-        bracket=(zeros2, zeros2, zeros2, jnp.zeros((2,) + grad.shape, dtype)),
-        low=jnp.zeros([], jnp.int32),
-        insufficient=jnp.asarray(False),
-    )
-
-    def body(c: _Search) -> _Search:
-        f, g = value_and_grad(c.t)
-        point = (c.t, jnp.asarray(f, dtype), g @ direction, g)
-        ls_iter = c.evals  # torch's count of evaluations after the first
-        c = c._replace(evals=c.evals + 1)
-        c = _where(
-            c.phase == _BRACKET,
-            _after_bracket_trial(c, point, start, ls_iter, max_steps),
-            _after_zoom_trial(c, point, start),
-        )
-        return _next_zoom_trial(c, ls_iter, d_norm, tolerance_change, max_steps)
-
-    c = lax.while_loop(lambda c: c.phase != _DONE, body, init)
-    t, f, _, g = (x[c.low] for x in c.bracket)
-    return LineSearchResult(t, f, g, c.evals)
-
-
 # --- the transformation ------------------------------------------------------------------
 
 
 def _init_state(params: Any, history_size: int, with_value: bool) -> LbfgsState:
+    """Vectors and scalars replicated over the params' devices, ``grad`` laid out like
+    the params (``_placement``)."""
     flat = ravel(params)
     (n,), dtype = flat.shape, flat.dtype
-    vector, count = jnp.zeros([n], dtype), jnp.zeros([], jnp.int32)
+
+    def full(shape, value=0, dtype=dtype):
+        return _placement.scalar_like(params, np.full(shape, value, dtype), dtype)
+
+    vector, count = full([n]), full([], dtype=jnp.int32)
     return LbfgsState(
         count=count,
         direction=vector,
-        step_size=jnp.zeros([], dtype),
-        s_history=jnp.zeros([history_size, n], dtype),
-        y_history=jnp.zeros([history_size, n], dtype),
-        rho_history=jnp.zeros([history_size], dtype),
+        step_size=full([]),
+        s_history=full([history_size, n]),
+        y_history=full([history_size, n]),
+        rho_history=full([history_size]),
         history_length=count,
         history_next=count,
-        h_diag=jnp.ones([], dtype),
+        h_diag=full([], 1),
         prev_grad=vector,
-        prev_value=jnp.full([], jnp.nan, dtype),
+        prev_value=full([], jnp.nan),
         evaluations=count,
-        value=jnp.full([], jnp.nan, dtype) if with_value else None,
-        grad=unravel(vector, params, "none") if with_value else None,
+        value=full([], jnp.nan) if with_value else None,
+        grad=_placement.zeros_like(params) if with_value else None,
     )
 
 
@@ -471,8 +320,9 @@ def scale_by_lbfgs_step(
                     f"lbfgs with line_search='strong_wolfe' needs {name}: call "
                     "update(grads, state, params, value=loss, value_fn=loss_fn)"
                 )
-        if params is not None:
-            _align.check_matches(updates, "params", params)
+        for name, tree in (("params", params), ("state", state.grad)):  # state.grad: a tree
+            if tree is not None:
+                _align.check_matches(updates, name, tree)
         g = ravel(updates, state.direction.dtype)
         if g.shape != state.direction.shape:
             raise ValueError(
