@@ -14,7 +14,9 @@ each result again.  Checked here, with the params and state split by
 * no device holds the whole model: the update step gathers nothing (all-to-alls move
   the matrices), its largest per-device buffer is smaller than the params, and all
   its per-device temporaries together less than half the params and state;
-* ``owner_map`` itself equals the plain loop and names its bad arguments.
+* SOAP's owners also work on a mesh of ``Explicit`` axes;
+* ``owner_map`` itself equals the plain loop, a one-device mesh changes neither
+  optimizer, and bad arguments are named.
 
 The 8-device checks run in one child process (this file with ``--child``: this
 process has one CPU device), and the training once more in two processes of four
@@ -227,6 +229,7 @@ def _child_checks() -> dict:
         owned = train(name, mesh)
         checks[f"{name}_values"] = partial(_check_values, name, mesh, owned)
         checks[f"{name}_placement"] = partial(_check_placement, name, mesh, owned)
+    checks["soap_explicit"] = _check_explicit
     results = {}
     for key, check in checks.items():
         try:
@@ -245,6 +248,14 @@ def _check_values(name, mesh, owned):
     assert_close(owned["params"], left_to_xla["params"])
     for leaf in jax.tree.leaves(owned["params"]):  # the params keep their FSDP layout
         assert leaf.sharding.spec in (P("data"), P()), leaf.sharding
+
+
+def _check_explicit():
+    """On a mesh of ``Explicit`` axes (JAX's default), where layouts are part of the types."""
+    mesh = jax.make_mesh((N_DEVICES,), ("data",), axis_types=(jax.sharding.AxisType.Explicit,))
+    with jax.set_mesh(mesh):
+        owned = train("soap", mesh)
+    assert_close(owned["params"], train("soap")["params"])
 
 
 _SHAPE = r"((?:f32|f64)\[[\d,]*\])"
@@ -342,6 +353,12 @@ def _runs() -> dict:
 @pytest.mark.parametrize("check", ["values", "placement"])
 def test_eight_devices(name, check):
     result = _runs()["child"][f"{name}_{check}"]
+    assert result == "ok", result
+
+
+@pytest.mark.slow
+def test_eight_devices_explicit_axes():
+    result = _runs()["child"]["soap_explicit"]
     assert result == "ok", result
 
 

@@ -15,8 +15,9 @@ instead gives each matrix one owner among the devices of a mesh axis:
    divides (the rule of [`fsdp_shardings`][jopt.sharding.fsdp_shardings]; another
    all-to-all), so no device holds every result.
 
-Groups are placed round-robin: the first item of a group goes to the device after the
-last item of the previous group, so small groups do not all land on the first device.
+Every device runs ``⌈k / n⌉`` items of each group (padding included): a group of one
+matrix costs each device one matrix's work, as it would without an owner, but without
+the collectives.
 """
 
 from __future__ import annotations
@@ -85,6 +86,7 @@ def owner_map(
     mesh: jax.sharding.Mesh,
     *,
     axis: str = "data",
+    shared: Any = None,
 ) -> list[Any]:
     """``[fn(item) for item in items]``, each item computed once, on one device of ``axis``.
 
@@ -108,9 +110,12 @@ def owner_map(
         ``(statistic, basis)`` pairs).
       mesh: the device mesh.
       axis: the mesh axis whose devices own the items (default ``"data"``).
+      shared: ``None``, or a pytree of arrays every item needs (a step count): then
+        ``fn(item, shared)`` is computed, with ``shared`` replicated.  On a mesh whose
+        axes are ``Explicit``, ``fn`` may close over no array: pass it here.
 
     Returns:
-      The list of ``fn(item)``, in the order of ``items``.
+      The list of ``fn(item)`` (``fn(item, shared)``), in the order of ``items``.
 
     Raises:
       TypeError: an argument has the wrong type.
@@ -120,18 +125,24 @@ def owner_map(
     _leaves.check_axis(axis, mesh, "owner_map")
     explicit = _explicit(mesh, axis)
     n = dict(mesh.shape)[axis]
+    replicated = PartitionSpec()
+    if shared is not None and explicit:
+        shared = jax.tree.map(lambda x: _constrain(x, mesh, replicated, explicit), shared)
     batched = jax.shard_map(
-        jax.vmap(fn), mesh=mesh, in_specs=PartitionSpec(axis), out_specs=PartitionSpec(axis)
+        jax.vmap(fn if shared is not None else lambda item, _: fn(item), in_axes=(0, None)),
+        mesh=mesh,
+        in_specs=(PartitionSpec(axis), replicated),
+        out_specs=PartitionSpec(axis),
     )
     results: list[Any] = [None] * len(items)
-    offset = 0
     for indices in _groups(items).values():
         padded = math.ceil(len(indices) / n) * n
-        slots = [(offset + t) % padded for t in range(len(indices))]
-        offset = (offset + len(indices)) % n
+        slots = list(range(len(indices)))  # device d owns slots d·padded/n onwards
         treedef = jax.tree.structure(items[indices[0]])
         stacks = _stacked(items, indices, slots, padded, mesh, axis, explicit)
-        out = batched(treedef.unflatten(stacks))
+        if explicit:  # shard_map takes its inputs as they are split on an explicit mesh
+            stacks = [_constrain(x, mesh, PartitionSpec(axis), explicit) for x in stacks]
+        out = batched(treedef.unflatten(stacks), shared)
         out = jax.tree.map(
             lambda o: _constrain(
                 o, mesh, PartitionSpec(None, *_split(o.shape[1:], mesh, axis)), explicit

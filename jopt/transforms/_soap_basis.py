@@ -153,7 +153,7 @@ def _which(count: jax.Array, frequency: int) -> jax.Array:
 # --- each leaf on its owner device ------------------------------------------------------
 
 
-def _leaf_step(item, *, count, hp: _Hyper, branch: int):
+def _leaf_step(item, count, *, hp: _Hyper, branch: int):
     """One preconditioned leaf's whole update: ``item = (g, mu, nu, stats, bases)``."""
     g, mu, nu, stats, bases = item
     t = jnp.maximum(count - 1, 1).astype(_numerics.real_dtype(g.dtype))
@@ -193,8 +193,8 @@ def owned_steps(gs, mus, nus, stats, bases, count, hp, *, frequency, branch, mes
     if items:
 
         def run(k):
-            step = partial(_leaf_step, count=count, hp=hp, branch=k)
-            return lambda operands: owner_map(step, operands, mesh, axis=axis)
+            step = partial(_leaf_step, hp=hp, branch=k)
+            return lambda operands: owner_map(step, operands, mesh, axis=axis, shared=count)
 
         operands = [item for _, item in items]
         if branch is None:
