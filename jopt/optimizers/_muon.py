@@ -98,7 +98,8 @@ def muon(
         [`jopt.sharding.fsdp_shardings`][jopt.sharding.fsdp_shardings]), or ``None``.
         Given, each matrix is orthogonalized once, whole, on one device of ``axis``
         and its result split again ([`jopt.sharding.owner_map`][jopt.sharding.owner_map]),
-        instead of every device gathering every matrix.  Same values.
+        instead of the compiler's all-gathers around every product of the iteration.
+        Same values.
       axis: the mesh axis whose devices own the matrices (default ``"data"``).
 
     Returns:

@@ -71,9 +71,10 @@ def soap(
       nu_dtype: storage dtype of ``v`` (default: the parameter's).
       mesh: the ``jax.sharding.Mesh`` the params and state are split on (for instance
         by [`jopt.sharding.fsdp_shardings`][jopt.sharding.fsdp_shardings]), or ``None``.
-        Given, each eigendecomposition and refresh runs once, on one device of
-        ``axis`` ([`jopt.sharding.owner_map`][jopt.sharding.owner_map]), instead of
-        on every device.  Same values.
+        Given, each preconditioned matrix's whole update (rotations, moments,
+        statistics, eigendecomposition or refresh) runs once, on one device of ``axis``
+        ([`jopt.sharding.owner_map`][jopt.sharding.owner_map]), instead of every
+        device gathering the matrices and eigendecomposing every statistic.  Same values.
       axis: the mesh axis whose devices own the matrices (default ``"data"``).
     """
     check(weight_decay=weight_decay)

@@ -46,7 +46,8 @@ state lives in host memory between steps (wrap the optimizer with
 **Matrix optimizers.**  Muon and SOAP work on whole matrices, which FSDP splits; given
 ``mesh=``, [`jopt.muon`][jopt.muon] and [`jopt.soap`][jopt.soap] compute each matrix once,
 on one owner device of the axis, through [`owner_map`][jopt.sharding.owner_map], and split
-the results again, instead of gathering every matrix on every device.
+the results again, instead of gathering matrices around every product (and, for
+SOAP, eigendecomposing every statistic on every device).
 
 **Several hosts.**  Nothing changes in the step: after
 ``jax.distributed.initialize``, ``jax.devices()`` lists every process's devices,

@@ -314,9 +314,9 @@ def scale_by_newton_schulz(
       mesh: a ``jax.sharding.Mesh`` the updates are split on (FSDP), or ``None``.
         Given, each matrix is orthogonalized once, whole, on one device of ``axis``
         (its owner), and its result split over ``axis`` again
-        ([`jopt.sharding.owner_map`][jopt.sharding.owner_map]); without it, under
-        ``jax.jit`` every device that needs a split matrix gathers it and repeats the
-        iteration.  The values are the same.
+        ([`jopt.sharding.owner_map`][jopt.sharding.owner_map]): two all-to-alls per
+        shape instead of the all-gathers the compiler places around every product
+        of the iteration on split matrices.  The values are the same.
       axis: the mesh axis whose devices own the matrices (default ``"data"``).
 
     Returns:

@@ -148,11 +148,13 @@ def scale_by_soap(
         bases are kept in the compute dtype (at least float32).
       mesh: the ``jax.sharding.Mesh`` the params and state are split on (for
         instance by [`jopt.sharding.fsdp_shardings`][jopt.sharding.fsdp_shardings]), or
-        ``None``.  Given, each statistic's eigendecomposition and each power-iteration
-        refresh runs once, on one device of ``axis``, and the bases are split over
-        ``axis`` again ([`jopt.sharding.owner_map`][jopt.sharding.owner_map]); the
-        statistics and bases then keep the layout the state is given, instead of
-        being replicated.  Same values.
+        ``None``.  Given, each preconditioned parameter's whole update (rotations,
+        moments, statistics, eigendecomposition or refresh) runs once, on one device
+        of ``axis``, with its state moved there and split again
+        ([`jopt.sharding.owner_map`][jopt.sharding.owner_map]); the statistics and
+        bases keep the layout the state is given, instead of being replicated.
+        Without it, every device gathers the matrices and eigendecomposes every
+        statistic.  Same values.
       axis: the mesh axis whose devices own the matrices (default ``"data"``).
 
     Returns:
