@@ -65,6 +65,7 @@ __all__ = [
 
 # Shorthands for the table.
 _ANY = Real()
+_MESHES = (jax.sharding.Mesh, jax.sharding.AbstractMesh)
 _NON_NEGATIVE = Real(low=0.0)
 _POSITIVE = Real(low=0.0, low_open=True)
 _UNIT = Real(0.0, 1.0)
@@ -251,8 +252,15 @@ VOCABULARY: Mapping[str, Spec] = MappingProxyType(
         "variance_scaling.mode": Choice(("fan_in", "fan_out", "fan_avg", "fan_geo_avg")),
         "kaiming.mode": Choice(("fan_in", "fan_out")),
         # --- sharding (jopt.sharding and jopt.sharding.launch)
-        "mesh": Instance((jax.sharding.Mesh, jax.sharding.AbstractMesh), "a jax.sharding.Mesh"),
+        "mesh": Instance(_MESHES, "a jax.sharding.Mesh"),
         "axis": Instance((str,), "a mesh axis name (a non-empty str)"),
+        # Muon and SOAP run on one device unless given the mesh their matrices are split on.
+        **{
+            f"{owner}.mesh": Instance(_MESHES, "a jax.sharding.Mesh", optional=True)
+            for owner in ("muon", "scale_by_newton_schulz", "soap", "scale_by_soap")
+        },
+        "fn": Function(),
+        "items": Instance((list, tuple), "a list of arrays or pytrees of arrays"),
         "min_size": _COUNT,
         "offload": _FLAG,
         "processes": _STEPS,

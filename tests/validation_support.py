@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect
 import math
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from references import REFERENCES
@@ -22,6 +23,7 @@ from jopt._validation import (
     DType,
     Flag,
     Function,
+    Instance,
     Integer,
     Items,
     PerLeaf,
@@ -84,6 +86,13 @@ def good_values(spec: Spec) -> list:
     if isinstance(spec, Items):
         each = [good_values(item) for item in spec.items]
         return [tuple(values[0] for values in each), [values[-1] for values in each]]
+    if isinstance(spec, Instance):
+        values = [None] if spec.optional else []
+        if jax.sharding.Mesh in spec.types:
+            values.append(jax.make_mesh((1,), ("data",)))
+        if str in spec.types:
+            values.append("data")
+        return values
     if isinstance(spec, PerLeaf):
         # One value for every leaf, a tree of values, a function of the params.
         values = [v for v in good_values(spec.item) if v is not None]
@@ -124,6 +133,8 @@ def bad_values(spec: Spec) -> list[tuple]:
             rest = [good_values(other)[0] for other in spec.items]
             bad += [(tuple(rest[:i] + [value] + rest[i + 1 :]), e) for value, e in bad_values(item)]
         return bad
+    if isinstance(spec, Instance):
+        return [(1, TypeError)] + [(None, TypeError)] * (not spec.optional)
     if isinstance(spec, PerLeaf):
         # A bad value alone, and as a leaf of a tree.
         bad = [(v, e) for v, e in bad_values(spec.item) if v is not None or not spec.optional]

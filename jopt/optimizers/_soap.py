@@ -23,6 +23,8 @@ def soap(
     precondition_1d: bool = False,
     mu_dtype: Any = None,
     nu_dtype: Any = None,
+    mesh: Any = None,
+    axis: str = "data",
 ) -> GradientTransformation:
     """SOAP (Vyas et al., 2025, "SOAP: Improving and Stabilizing Shampoo using Adam").
 
@@ -67,8 +69,16 @@ def soap(
       precondition_1d: precondition 1-D parameters too (default False).
       mu_dtype: storage dtype of ``m`` (default: the parameter's).
       nu_dtype: storage dtype of ``v`` (default: the parameter's).
+      mesh: the ``jax.sharding.Mesh`` the params and state are split on (for instance
+        by [`jopt.sharding.fsdp_shardings`][jopt.sharding.fsdp_shardings]), or ``None``.
+        Given, each preconditioned matrix's whole update (rotations, moments,
+        statistics, eigendecomposition or refresh) runs once, on one device of ``axis``
+        ([`jopt.sharding.owner_map`][jopt.sharding.owner_map]), instead of every
+        device gathering the matrices and eigendecomposing every statistic.  Same values.
+      axis: the mesh axis whose devices own the matrices (default ``"data"``).
     """
     check(weight_decay=weight_decay)
+    check("soap", mesh=mesh)
     direction = scale_by_soap(
         b1,
         b2=b2,
@@ -78,6 +88,8 @@ def soap(
         precondition_1d=precondition_1d,
         mu_dtype=mu_dtype,
         nu_dtype=nu_dtype,
+        mesh=mesh,
+        axis=axis,
     )
     if is_static_zero(weight_decay):
         return chain(direction, scale_by_learning_rate(learning_rate))

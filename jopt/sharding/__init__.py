@@ -43,6 +43,12 @@ params, makes XLA gather each parameter where it is used.  With ``offload=True``
 state lives in host memory between steps (wrap the optimizer with
 [`offloaded`][jopt.sharding.offloaded]).
 
+**Matrix optimizers.**  Muon and SOAP work on whole matrices, which FSDP splits; given
+``mesh=``, [`jopt.muon`][jopt.muon] and [`jopt.soap`][jopt.soap] compute each matrix once,
+on one owner device of the axis, through [`owner_map`][jopt.sharding.owner_map], and split
+the results again, instead of gathering matrices around every product (and, for
+SOAP, eigendecomposing every statistic on every device).
+
 **Several hosts.**  Nothing changes in the step: after
 ``jax.distributed.initialize``, ``jax.devices()`` lists every process's devices,
 and a mesh built from it spans the hosts.  [`jopt.sharding.launch`][jopt.sharding.launch] runs such
@@ -56,6 +62,7 @@ JAX needs the mesh in context to create arrays with an explicit sharding.
 
 from jopt.sharding import launch
 from jopt.sharding._fsdp import fsdp_shardings, offloaded
+from jopt.sharding._owners import owner_map
 from jopt.sharding._report import FsdpReport, ZeroLeaf, ZeroReport
 from jopt.sharding._zero import state_shardings, zero_shardings
 
@@ -66,6 +73,7 @@ __all__ = [
     "fsdp_shardings",
     "launch",
     "offloaded",
+    "owner_map",
     "state_shardings",
     "zero_shardings",
 ]

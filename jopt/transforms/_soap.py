@@ -8,7 +8,7 @@ its eigenvectors.  Adam then runs on the rotated gradient ``G' = G ×ᵢ Qᵢᴴ
 axis rotated by its basis), and its step is rotated back.
 
 The per-matrix pieces, ``axis_statistic``, ``initial_eigenbasis`` and
-``refreshed_eigenbasis`` (importable from this module, not exported), are plain
+``refreshed_eigenbasis`` (in ``_soap_basis``, importable from this module, not exported), are plain
 functions of one matrix each, so that a caller can place each one where it likes (an
 owner device for a sharded matrix).
 """
@@ -24,6 +24,18 @@ import numpy as np
 from jopt import _align, _numerics, _placement
 from jopt._core import GradientTransformation, ScalarOrSchedule
 from jopt._validation import check, checked
+from jopt.sharding import _leaves
+from jopt.transforms._soap_basis import (  # noqa: F401  (the per-matrix pieces, importable here)
+    _BRANCHES,
+    _adam_in_basis,
+    _Hyper,
+    _lerp,
+    _which,
+    axis_statistic,
+    initial_eigenbasis,
+    owned_steps,
+    refreshed_eigenbasis,
+)
 
 __all__ = [
     "ScaleBySoapState",
@@ -32,68 +44,7 @@ __all__ = [
     "soap_descent",
 ]
 
-# Added to the statistic before the first eigendecomposition, as the authors' code
-# does: it only matters for an all-zero statistic.
-_EIGH_SHIFT = 1e-30
-
-
-# --- one matrix at a time -------------------------------------------------------------
-
-
-def axis_statistic(g: jax.Array, axis: int) -> jax.Array:
-    """``S[a, b] = Σ g[…a…]·conj(g[…b…])``, summed over every axis but ``axis``: ``(d, d)``.
-
-    For a matrix ``G``: ``G·Gᴴ`` for axis 0 and ``Gᵀ·Ḡ`` for axis 1; for a vector, the
-    outer product ``g·gᴴ``.  Hermitian and positive semi-definite.
-    """
-    others = [i for i in range(g.ndim) if i != axis]
-    return jnp.tensordot(g, jnp.conj(g), axes=(others, others))
-
-
-def initial_eigenbasis(statistic: jax.Array) -> jax.Array:
-    """The eigenvectors of a Hermitian ``statistic``, by decreasing eigenvalue (columns).
-
-    Computed with ``eigh`` on ``statistic + 1e-30·I``.  Each column is defined up to a
-    sign (a phase, for complex matrices); SOAP's trajectory does not depend on it.
-    """
-    d = statistic.shape[0]
-    shifted = statistic + _EIGH_SHIFT * jnp.eye(d, dtype=statistic.dtype)
-    _, vectors = jnp.linalg.eigh(shifted)
-    return vectors[:, ::-1]
-
-
-def refreshed_eigenbasis(statistic: jax.Array, basis: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """One power iteration from ``basis`` towards the eigenvectors of ``statistic``.
-
-    The columns of ``basis`` are put in the order of decreasing estimated eigenvalue
-    ``λ̂ⱼ = qⱼᴴ·S·qⱼ``, multiplied by ``S`` and re-orthonormalized by a QR
-    decomposition: ``Q' = qr(S·Q·P)``, with ``P`` that permutation.
-
-    Returns:
-      ``(Q', order)``: the new basis and the permutation as indices (the rotated
-      second moment is permuted along the same axis).
-    """
-    power = statistic @ basis
-    estimates = jnp.real(jnp.sum(jnp.conj(basis) * power, axis=0))
-    order = jnp.argsort(estimates, descending=True, stable=True)
-    q, _ = jnp.linalg.qr(jnp.take(power, order, axis=1))
-    return q, order
-
-
 # --- one leaf ---------------------------------------------------------------------------
-
-
-def _rotate(x: jax.Array, bases: tuple, *, back: bool = False) -> jax.Array:
-    """``x ×ᵢ Qᵢᴴ`` over every axis with a basis (``x ×ᵢ Qᵢ`` with ``back``)."""
-    for axis, q in enumerate(bases):
-        if q is None:
-            continue
-        if back:
-            y = jnp.tensordot(x, q, axes=([axis], [1]))
-        else:
-            y = jnp.tensordot(x, jnp.conj(q), axes=([axis], [0]))
-        x = jnp.moveaxis(y, -1, axis)
-    return x
 
 
 def _preconditioned(shape: tuple[int, ...], max_precond_dim: int, precondition_1d: bool):
@@ -105,71 +56,6 @@ def _preconditioned(shape: tuple[int, ...], max_precond_dim: int, precondition_1
     if not shape or 0 in shape or (len(shape) == 1 and not precondition_1d):
         return (False,) * len(shape)
     return tuple(d <= max_precond_dim for d in shape)
-
-
-class _Hyper(NamedTuple):
-    b1: Any
-    b2: Any
-    eps: Any
-
-
-def _adam_in_basis(g, mu, nu, bases, t, first, hp: _Hyper):
-    """Adam's moments on the rotated gradient and the bias-corrected step, rotated back.
-
-    ``u = √(1 − β₂ᵗ)/(1 − β₁ᵗ) · (m / (√v + ε)) ×ᵢ Qᵢ`` with ``t`` the update count
-    minus one; the first update (``first``) leaves the moments and returns 0.
-    """
-    rotated = _rotate(g, bases)
-    new_mu = hp.b1 * mu + (1 - hp.b1) * rotated
-    new_nu = hp.b2 * nu + (1 - hp.b2) * _numerics.abs_sq(rotated)
-    new_mu, new_nu = jnp.where(first, mu, new_mu), jnp.where(first, nu, new_nu)
-    denominator = jnp.where(first, 1, jnp.sqrt(new_nu) + hp.eps)
-    correction = jnp.sqrt(1 - hp.b2**t) / (1 - hp.b1**t)
-    u = correction * _rotate(new_mu / denominator, bases, back=True)
-    return jnp.where(first, 0, u), new_mu, new_nu
-
-
-# --- the basis at the three kinds of update ---------------------------------------------
-# Each takes and returns a list with one (statistics, bases, mu, nu) per preconditioned
-# leaf; statistics and bases are tuples over the leaf's axes, None where not preconditioned.
-
-
-def _keep(leaves):
-    return leaves
-
-
-def _start(leaves):
-    return [
-        (stats, tuple(None if s is None else initial_eigenbasis(s) for s in stats), mu, nu)
-        for stats, _, mu, nu in leaves
-    ]
-
-
-def _refresh(leaves):
-    out = []
-    for stats, bases, mu, nu in leaves:
-        mu = _rotate(mu, bases, back=True)
-        new = []
-        for axis, (s, q) in enumerate(zip(stats, bases, strict=True)):
-            if s is None:
-                new.append(None)
-                continue
-            q, order = refreshed_eigenbasis(s, q)
-            nu = jnp.take(nu, order, axis=axis)
-            new.append(q)
-        new = tuple(new)
-        out.append((stats, new, _rotate(mu, new), nu))
-    return out
-
-
-_BRANCHES = (_keep, _start, _refresh)
-
-
-def _which(count: jax.Array, frequency: int) -> jax.Array:
-    """0: keep the basis; 1: first update, eigendecomposition; 2: power-iteration refresh."""
-    t = count - 1
-    refresh = (t > 0) & (t % frequency == 0)
-    return jnp.where(count == 1, 1, jnp.where(refresh, 2, 0))
 
 
 class ScaleBySoapState(NamedTuple):
@@ -223,6 +109,8 @@ def scale_by_soap(
     precondition_1d: bool = False,
     mu_dtype: Any = None,
     nu_dtype: Any = None,
+    mesh: Any = None,
+    axis: str = "data",
 ) -> GradientTransformation:
     """SOAP's direction (Vyas et al., 2025): Adam in the eigenbasis of Shampoo's preconditioner.
 
@@ -258,6 +146,16 @@ def scale_by_soap(
       mu_dtype: storage dtype of ``m`` (default: the parameter's).
       nu_dtype: storage dtype of ``v`` (default: the parameter's).  The statistics and
         bases are kept in the compute dtype (at least float32).
+      mesh: the ``jax.sharding.Mesh`` the params and state are split on (for
+        instance by [`jopt.sharding.fsdp_shardings`][jopt.sharding.fsdp_shardings]), or
+        ``None``.  Given, each preconditioned parameter's whole update (rotations,
+        moments, statistics, eigendecomposition or refresh) runs once, on one device
+        of ``axis``, with its state moved there and split again
+        ([`jopt.sharding.owner_map`][jopt.sharding.owner_map]); the statistics and
+        bases keep the layout the state is given, instead of being replicated.
+        Without it, every device gathers the matrices and eigendecomposes every
+        statistic.  Same values.
+      axis: the mesh axis whose devices own the matrices (default ``"data"``).
 
     Returns:
       The transformation; its state is a [`ScaleBySoapState`][jopt.ScaleBySoapState].
@@ -267,6 +165,11 @@ def scale_by_soap(
     max_dim = checked("max_precond_dim", max_precond_dim)
     mu_dtype, nu_dtype = checked("mu_dtype", mu_dtype), checked("nu_dtype", nu_dtype)
     hp = _Hyper(b1, b2, eps)
+    check(axis=axis)
+    check("scale_by_soap", mesh=mesh)
+    if mesh is not None:
+        _leaves.check_axis(axis, mesh, "scale_by_soap")
+    owner = None if mesh is None else (mesh, axis)
 
     def init(params):
         def matrices(p):
@@ -290,7 +193,7 @@ def scale_by_soap(
                 "scale_by_soap: state must be the ScaleBySoapState that init returned, "
                 f"got {type(state).__name__}"
             )
-        return _update(updates, state, frequency, hp)
+        return _update(updates, state, frequency, hp, owner)
 
     return GradientTransformation(init, update)
 
@@ -310,18 +213,19 @@ def _columns(updates, state):
     return leaves, treedef, mu, nu, *columns
 
 
-def _update(updates, state: ScaleBySoapState, frequency: int, hp: _Hyper):
+def _update(updates, state: ScaleBySoapState, frequency: int, hp: _Hyper, owner):
     leaves, treedef, mus, nus, stats, bases = _columns(updates, state)
     trained = [i for i, g in enumerate(leaves) if _numerics.is_trainable(g) and mus[i] is not None]
     # Python and NumPy scalars become arrays (of the default dtypes, as jnp makes them).
     gs = [jnp.asarray(leaves[i]) for i in trained]
     columns = [gs, *([column[i] for i in trained] for column in (mus, nus, stats, bases))]
     count = _numerics.safe_increment(state.count)
-    if isinstance(count, jax.core.Tracer):
-        results = _step_leaves(*columns, count, hp, frequency=frequency, branch=None)
-    else:  # called eagerly: the branch is known, only its operations run
-        branch = int(_which(count, frequency))
+    # Called eagerly, the branch is known and only its operations run.
+    branch = None if isinstance(count, jax.core.Tracer) else int(_which(count, frequency))
+    if owner is None:
         results = _step_leaves(*columns, count, hp, frequency=frequency, branch=branch)
+    else:
+        results = _step_owned(*columns, count, hp, frequency=frequency, branch=branch, owner=owner)
     outputs, new = list(leaves), [list(c) for c in (mus, nus, stats, bases)]
     for j, i in enumerate(trained):
         outputs[i] = results[0][j]
@@ -329,6 +233,32 @@ def _update(updates, state: ScaleBySoapState, frequency: int, hp: _Hyper):
             column[i] = result[j]
     new_state = ScaleBySoapState(count, *(treedef.unflatten(c) for c in new))
     return treedef.unflatten(outputs), new_state
+
+
+def _step_owned(gs, mus, nus, stats, bases, count, hp: _Hyper, *, frequency, branch, owner):
+    """``_step_leaves`` with each preconditioned leaf updated whole, on its owner device."""
+    mesh, axis = owner
+    found = owned_steps(
+        gs,
+        mus,
+        nus,
+        stats,
+        bases,
+        count,
+        hp,
+        frequency=frequency,
+        branch=branch,
+        mesh=mesh,
+        axis=axis,
+    )
+    columns = ([], [], [], [], [])
+    for (u, mu, nu, s, b), g, *olds in zip(found, gs, mus, nus, stats, bases, strict=True):
+        columns[0].append(_store(u, g))
+        columns[1].append(_store(mu, olds[0]))
+        columns[2].append(_store(nu, olds[1]))
+        for column, new, old in ((columns[3], s, olds[2]), (columns[4], b, olds[3])):
+            column.append(tuple(_store_matrix(x, o, True) for x, o in zip(new, old, strict=True)))
+    return columns
 
 
 def _step_leaves(gs, mus, nus, stats, bases, count, hp: _Hyper, *, frequency: int, branch):
@@ -368,11 +298,6 @@ def _step_leaves(gs, mus, nus, stats, bases, count, hp: _Hyper, *, frequency: in
     return outputs, new_mu, new_nu, new_stats, new_bases
 
 
-def _lerp(old, new, beta):
-    """``old + (1 − β)·(new − old)``: the moving average in the authors' form."""
-    return old + (1 - beta) * (new - old)
-
-
 # --- placement on a mesh --------------------------------------------------------------------
 # On an explicitly sharded mesh a leaf is gathered whole before its matrices touch it,
 # and its results are laid out again as their inputs were.  The matrices stay
@@ -409,14 +334,16 @@ def _store(x, old):
     return jax.sharding.reshard(x, spec)
 
 
-def _store_matrix(x, old):
-    """``x`` in ``old``'s dtype, replicated on ``old``'s mesh."""
+def _store_matrix(x, old, keep: bool = False):
+    """``x`` in ``old``'s dtype, replicated on ``old``'s mesh (``keep``: laid out as ``old``)."""
     if old is None:
         return None
     x = _numerics.cast(x, old.dtype)
-    mesh, _ = _mesh_and_spec(old)
+    mesh, spec = _mesh_and_spec(old)
     if mesh is None:
         return x
+    if keep:
+        return jax.sharding.reshard(x, spec) if _explicit(mesh) else x
     if _explicit(mesh):
         return jax.sharding.reshard(x, jax.sharding.PartitionSpec())
     replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())

@@ -65,6 +65,9 @@ class Reference:
       vector_state: the state holds the trained entries of all leaves as one vector,
         ``n`` entries long, and histories of them: shapes ``(n,)``, ``(m, n)`` and
         ``(m,)`` (L-BFGS).
+      tested_elsewhere: arguments no configuration here sets, because the generic suite
+        runs on one device: where the work runs (``mesh``, ``axis``), which
+        ``tests/test_owner_sharding.py`` covers on 8 devices and 2 processes.
       unset_fields: state fields that hold NaN until the optimizer has seen what they
         record (L-BFGS's ``prev_value``, the loss at the last iteration's start).
       whole_tree: the rule steps the list of all leaves at once (see the module
@@ -85,6 +88,7 @@ class Reference:
     factored: bool = False
     vector_state: bool = False
     unset_fields: tuple[str, ...] = ()
+    tested_elsewhere: tuple[str, ...] = ()
     whole_tree: bool = False
 
     def tree_rule(self, **kwargs: Any) -> tuple[Callable, Callable]:

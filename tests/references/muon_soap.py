@@ -53,12 +53,15 @@ def ref_muon(
     ns_dtype=None,
     mu_dtype=None,
     nu_dtype=None,
+    mesh=None,
+    axis="data",
 ):
     # torch.optim.Muon on each matrix (Jordan et al. 2024; Liu et al. 2025), with
     # torch's (out, in) matrix the leaf's (in, out) one transposed under "in_out", and
     # torch.optim.AdamW on every other leaf.  The Newton–Schulz iteration runs in
-    # float64 here: ns_dtype (a precision, not an algorithm) is not restated.
-    del ns_dtype
+    # float64 here: ns_dtype (a precision, not an algorithm) is not restated, nor are
+    # mesh and axis (where the work runs, not what it computes).
+    del ns_dtype, mesh, axis
     adam_init, adam_step = ref_adamw(
         learning_rate if adam_learning_rate is None else adam_learning_rate,
         b1=adam_b1,
@@ -125,7 +128,11 @@ def ref_soap(
     precondition_1d=False,
     mu_dtype=None,
     nu_dtype=None,
+    mesh=None,
+    axis="data",
 ):
+    # mesh and axis say where the work runs, not what it computes: not restated.
+    del mesh, axis
     # Vyas et al. 2025, in the order of the authors' code (github nikhilvyas/SOAP): the
     # first call only accumulates GG and takes its eigenvectors.  Then, with k = t − 1:
     # project g (tensordot over axis 0, which cycles the axes), Adam moments in the
@@ -215,6 +222,7 @@ MUON: dict[str, Reference] = {
     # others switch each option, on small_tree's (3, 2) matrix and 0-d leaf.
     "muon": Reference(
         ref_muon,
+        tested_elsewhere=("mesh", "axis"),
         configs=(
             {
                 "learning_rate": 0.05,
@@ -276,6 +284,7 @@ MUON: dict[str, Reference] = {
 SOAP: dict[str, Reference] = {
     "soap": Reference(
         ref_soap,
+        tested_elsewhere=("mesh", "axis"),
         configs=(
             # precondition_1d stays off here: the generic gradient test runs on a 1-D
             # leaf, whose first statistic g·gᵀ has a repeated eigenvalue 0 (eigh is not
