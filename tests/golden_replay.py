@@ -50,6 +50,11 @@ def _read(path: Path) -> str:
     return path.read_text()
 
 
+def read_json(path: Path) -> dict:
+    """A golden JSON file with every ``{"shape", "data"}`` object as a float64 array."""
+    return _decode(json.loads(_read(path)))
+
+
 def load_golden(name: str) -> dict:
     """Read ``tests/golden/<name>.json`` with every array as a float64 ndarray.
 
@@ -242,17 +247,18 @@ def _relative_error(actual, expected) -> float:
     return float(rel.max(initial=0.0))
 
 
-def replay(record: dict, optimizer, fields=None) -> dict[str, float]:
-    """Run ``optimizer`` in closed loop on the record's problem.
+class MaxErrors(dict):
+    """The largest relative error seen per quantity (a NaN counts as infinite)."""
 
-    Returns the largest relative error against torch, per compared quantity
-    (``loss``, ``params/<p>``, ``<torch state name>``), over all recorded steps.
-    A torch state entry with no jopt field in ``fields`` (default: ``STATE_FIELDS``
-    for the record's torch class) raises ``KeyError``; a mapped field that jopt's
-    state lacks counts as an infinite error.
-    """
+    def note(self, key: str, actual, expected) -> None:
+        self[key] = max(self.get(key, 0.0), _relative_error(actual, expected))
+
+
+def closed_loop(record: dict, optimizer):
+    """Replay ``record``'s run with ``optimizer`` in closed loop (jopt's own gradient of
+    the same loss, at its own parameters): yields ``(t, params, state, loss, point)``
+    after each step ``t``, ``point`` the record's checkpoint at ``t`` or ``None``."""
     loss_fn = golden_loss(record)
-    fields = STATE_FIELDS[record["optimizer"]] if fields is None else fields
     params = {k: jnp.asarray(v) for k, v in record["initial_params"].items()}
     state = optimizer.init(params)
 
@@ -263,17 +269,27 @@ def replay(record: dict, optimizer, fields=None) -> dict[str, float]:
         return jopt.apply_updates(params, updates), state, loss
 
     checkpoints = {c["step"]: c for c in record["checkpoints"]}
-    errors: dict[str, float] = {}
-
-    def note(key, actual, expected):
-        errors[key] = max(errors.get(key, 0.0), _relative_error(actual, expected))
-
     for t in range(1, record["num_steps"] + 1):
         params, state, loss = step(params, state)
+        yield t, params, state, loss, checkpoints.get(t)
+
+
+def replay(record: dict, optimizer, fields=None) -> dict[str, float]:
+    """Run ``optimizer`` in closed loop on the record's problem.
+
+    Returns the largest relative error against torch, per compared quantity
+    (``loss``, ``params/<p>``, ``<torch state name>``), over all recorded steps.
+    A torch state entry with no jopt field in ``fields`` (default: ``STATE_FIELDS``
+    for the record's torch class) raises ``KeyError``; a mapped field that jopt's
+    state lacks counts as an infinite error.
+    """
+    fields = STATE_FIELDS[record["optimizer"]] if fields is None else fields
+    errors = MaxErrors()
+    note = errors.note
+    for t, params, state, loss, point in closed_loop(record, optimizer):
         note("loss", loss, record["loss_history"][t - 1])
-        if t not in checkpoints:
+        if point is None:
             continue
-        point = checkpoints[t]
         for k, expected in point["params"].items():
             note(f"params/{k}", params[k], expected)
         for k, entries in point["state"].items():
@@ -296,4 +312,4 @@ def replay(record: dict, optimizer, fields=None) -> dict[str, float]:
                 # parameter, where torch keeps a copy per parameter.
                 value = values[0][k] if isinstance(values[0], dict) else values[0]
                 note(torch_name, value, expected)
-    return errors
+    return dict(errors)

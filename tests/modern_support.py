@@ -8,16 +8,9 @@ error per quantity, checked against :data:`RTOL` by :func:`_assert_replays`.
 
 from __future__ import annotations
 
-import json
-from functools import cache
 from pathlib import Path
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-from golden_replay import fields_named, golden_loss
-
-import jopt
+from golden_replay import MaxErrors, closed_loop, fields_named, read_json
 
 GOLDEN_DIR = Path(__file__).parent / "golden" / "modern"
 RTOL = 1e-10
@@ -26,31 +19,8 @@ RTOL = 1e-10
 # --- golden files ----------------------------------------------------------------------
 
 
-def _decode(value):
-    if isinstance(value, dict):
-        if set(value) == {"shape", "data"}:
-            return np.asarray(value["data"], np.float64).reshape(value["shape"])
-        return {k: _decode(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_decode(v) for v in value]
-    return value
-
-
-@cache
-def _text(name: str) -> str:
-    return (GOLDEN_DIR / f"{name}.json").read_text()
-
-
 def load(name: str) -> dict:
-    return _decode(json.loads(_text(name)))
-
-
-def _relative(actual, expected) -> float:
-    actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
-    diff = np.abs(actual - expected)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        rel = np.where(diff == 0, 0.0, diff / np.abs(expected))
-    return float(np.where(np.isnan(rel), np.inf, rel).max(initial=0.0))
+    return read_json(GOLDEN_DIR / f"{name}.json")
 
 
 def _state_leaf(state, field: str, key: str):
@@ -68,36 +38,21 @@ def replay(record: dict, optimizer, fields: dict) -> dict[str, float]:
     the reference's value), or None for an entry jopt does not keep.  Every entry the reference
     recorded must be listed.
     """
-    loss_fn = golden_loss(record)
-    params = {k: jnp.asarray(v) for k, v in record["initial_params"].items()}
-    state = optimizer.init(params)
-
-    @jax.jit
-    def step(params, state):
-        loss, grads = jax.value_and_grad(loss_fn)(params)
-        updates, state = optimizer.update(grads, state, params)
-        return jopt.apply_updates(params, updates), state, loss
-
-    checkpoints = {c["step"]: c for c in record["checkpoints"]}
-    errors: dict[str, float] = {}
-
-    def note(key, actual, expected):
-        errors[key] = max(errors.get(key, 0.0), _relative(actual, expected))
-
-    for t in range(1, record["num_steps"] + 1):
-        params, state, loss = step(params, state)
+    errors = MaxErrors()
+    note = errors.note
+    for t, params, state, loss, point in closed_loop(record, optimizer):
         note("loss", loss, record["loss_history"][t - 1])
-        if t not in checkpoints:
+        if point is None:
             continue
-        for k, expected in checkpoints[t]["params"].items():
+        for k, expected in point["params"].items():
             note(f"params/{k}", params[k], expected)
-        for k, entries in checkpoints[t]["state"].items():
+        for k, entries in point["state"].items():
             for name, expected in entries.items():
                 if fields[name] is None:
                     continue
                 field, convert = fields[name]
                 note(name, convert(_state_leaf(state, field, k), k), expected)
-    return errors
+    return dict(errors)
 
 
 def _assert_replays(errors: dict[str, float], compared: set[str]):

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import json
 import math
 from pathlib import Path
 
@@ -26,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from golden_replay import mlp_tanh_v1_loss
+from golden_replay import mlp_tanh_v1_loss, read_json
 from references import ref_lbfgs, ref_strong_wolfe
 
 import jopt
@@ -47,18 +46,8 @@ RTOL = 1e-10
 # --- golden files ----------------------------------------------------------------------
 
 
-def _decode(value):
-    if isinstance(value, dict):
-        if set(value) == {"shape", "data"}:
-            return np.asarray(value["data"], np.float64).reshape(value["shape"])
-        return {k: _decode(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_decode(v) for v in value]
-    return value
-
-
 def load(name: str) -> dict:
-    return _decode(json.loads((GOLDEN / f"{name}.json").read_text()))
+    return read_json(GOLDEN / f"{name}.json")
 
 
 def quadratic_v1_loss(params, a, c):

@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import json
 from functools import cache
 from pathlib import Path
 
@@ -24,6 +23,7 @@ import jax.extend
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from golden_replay import read_json
 from references import REFERENCES
 from support import assert_trajectories_close, make_step, noises, run_jopt, run_reference
 
@@ -47,19 +47,9 @@ ARGUMENTS = {
 }
 
 
-def _decode(value):
-    if isinstance(value, dict) and set(value) == {"shape", "data"}:
-        return np.asarray(value["data"], np.float64).reshape(value["shape"])
-    if isinstance(value, dict):
-        return {k: _decode(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_decode(v) for v in value]
-    return value
-
-
 @cache
 def _golden() -> dict:
-    return _decode(json.loads(GOLDEN.read_text()))
+    return read_json(GOLDEN)
 
 
 def _jopt_kwargs(hyperparameters: dict) -> dict:

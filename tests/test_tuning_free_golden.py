@@ -15,11 +15,9 @@ import ast
 import math
 from pathlib import Path
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
-from golden_replay import GOLDEN_RTOL, fields_named, golden_loss
+from golden_replay import GOLDEN_RTOL, MaxErrors, closed_loop, fields_named
 from tuning_free_support import NAMES, load
 
 import jopt
@@ -113,14 +111,6 @@ def jopt_from_package(record: dict, **override) -> jopt.GradientTransformation:
     return getattr(jopt, alias)(record["hyperparameters"]["lr"], **{**kwargs, **override})
 
 
-def _relative_error(actual, expected) -> float:
-    actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
-    diff = np.abs(actual - expected)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        rel = np.where(diff == 0, 0.0, diff / np.abs(expected))
-    return float(np.where(np.isnan(rel), np.inf, rel).max(initial=0.0))
-
-
 def _value(state, params, key, field):
     """The jopt counterpart of a package state entry (``key``: the parameter, or None)."""
     if callable(field):
@@ -132,26 +122,10 @@ def _value(state, params, key, field):
 def replay(record: dict, optimizer, eval_params=jopt.schedule_free_eval_params) -> dict:
     """The largest relative error against the package, per compared quantity."""
     _, _, state_fields, group_fields = PORTS[record["optimizer"]]
-    loss_fn = golden_loss(record)
-    params = {k: jnp.asarray(v) for k, v in record["initial_params"].items()}
-    state = optimizer.init(params)
-
-    @jax.jit
-    def step(params, state):
-        loss, grads = jax.value_and_grad(loss_fn)(params)
-        updates, state = optimizer.update(grads, state, params)
-        return jopt.apply_updates(params, updates), state, loss
-
-    checkpoints = {c["step"]: c for c in record["checkpoints"]}
-    errors: dict[str, float] = {}
-
-    def note(what, actual, expected):
-        errors[what] = max(errors.get(what, 0.0), _relative_error(actual, expected))
-
-    for t in range(1, record["num_steps"] + 1):
-        params, state, loss = step(params, state)
+    errors = MaxErrors()
+    note = errors.note
+    for t, params, state, loss, point in closed_loop(record, optimizer):
         note("loss", loss, record["loss_history"][t - 1])
-        point = checkpoints.get(t)
         if point is None:
             continue
         for key, expected in point["params"].items():
@@ -173,7 +147,7 @@ def replay(record: dict, optimizer, eval_params=jopt.schedule_free_eval_params) 
             assert values, f"no field {field}"
             for value in values:  # every count of a chain is the package's k
                 note(f"group/{name}", value, expected)
-    return errors
+    return dict(errors)
 
 
 def _generator_configs() -> list[str]:
