@@ -475,9 +475,6 @@ def test_injected_muon_keeps_counts_tuples_and_labels_static():
         np.testing.assert_allclose(ours[k], theirs[k], rtol=1e-4)
 
 
-# --- the porting guide ------------------------------------------------------------------
-
-
 def _guide_section() -> str:
     text = (Path(__file__).resolve().parents[1] / "docs" / "porting.md").read_text()
     start = text.index("## Muon")

@@ -1,7 +1,7 @@
 """jopt.training.sweep and the range test of several optimizers: many runs, one program.
 
 Every run of a sweep is compared with the lone :func:`jopt.training.fit` run it
-stands for (fit itself is proven against hand-written loops in test_training.py),
+stands for (fit itself is proven against hand-written loops in test_training_fit.py),
 and the result's summaries with NumPy restatements.
 """
 
