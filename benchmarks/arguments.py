@@ -27,6 +27,9 @@ def _optimizers(text: str) -> list[str]:
     registry = systems.registry()
     if text.strip() == "all":
         return list(registry)
+    untimed = [n.strip() for n in text.split(",") if n.strip() in systems.NOT_TIMED]
+    if untimed:
+        raise argparse.ArgumentTypeError(f"{untimed[0]}: {systems.NOT_TIMED[untimed[0]]}")
     return _csv(registry)(text)
 
 
