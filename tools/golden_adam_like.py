@@ -27,14 +27,11 @@ import argparse
 import importlib.metadata
 import importlib.util
 import inspect
-import json
 import os
 from pathlib import Path
 
-import numpy as np
 import torch
 from make_golden import (
-    CHECKPOINTS,
     FORMAT_VERSION,
     LOSS_TEXT,
     MODEL,
@@ -45,7 +42,10 @@ from make_golden import (
     encode_state,
     make_problem,
     max_relative_deviation,
-    torch_loss,
+    save,
+    summary,
+    torch_params,
+    train,
 )
 
 ADEMAMIX_COMMIT = "c3d73c0"
@@ -157,42 +157,22 @@ def _encode_state(entry: dict) -> dict:
     return encode_state({k: v for k, v in entry.items() if v is not None})
 
 
-def _train(optimizer, params, x, y, grad_noise: float) -> tuple[list, list]:
-    noise_rng = np.random.default_rng(1)
-    loss_history, checkpoints = [], []
-    for step in range(1, NUM_STEPS + 1):
-        optimizer.zero_grad(set_to_none=True)
-        loss = torch_loss(params, x, y)
-        loss.backward()
-        if grad_noise:
-            with torch.no_grad():
-                for p in params.values():
-                    z = torch.tensor(noise_rng.normal(size=p.shape), dtype=torch.float64)
-                    p.grad.mul_(1 + grad_noise * z)
-        loss_history.append(float(loss.item()))
-        optimizer.step()
-        if step in CHECKPOINTS:
-            checkpoints.append(
-                {
-                    "step": step,
-                    "params": {k: encode(params[k]) for k in PARAM_ORDER},
-                    "state": {k: _encode_state(optimizer.state[params[k]]) for k in PARAM_ORDER},
-                }
-            )
-    return loss_history, checkpoints
-
-
 def run_config(name: str, data: dict, init: dict, grad_noise: float = 0.0) -> dict:
     """Train with configuration ``name``; ``grad_noise`` as in ``make_golden.run_config``."""
     reference, class_name, kwargs = CONFIGS[name]
     cls, where = reference_class(reference, class_name)
     x = torch.tensor(data["x"], dtype=torch.float64)
     y = torch.tensor(data["y"], dtype=torch.float64)
-    params = {
-        key: torch.tensor(init[key], dtype=torch.float64, requires_grad=True) for key in PARAM_ORDER
-    }
+    params = torch_params(init)
     optimizer = cls([params[k] for k in PARAM_ORDER], **kwargs, **FIXED[reference])
-    loss_history, checkpoints = _train(optimizer, params, x, y, grad_noise)
+
+    def checkpoint():
+        return {
+            "params": {k: encode(params[k]) for k in PARAM_ORDER},
+            "state": {k: _encode_state(optimizer.state[params[k]]) for k in PARAM_ORDER},
+        }
+
+    _, loss_history, checkpoints = train(optimizer, params, x, y, checkpoint, grad_noise=grad_noise)
     hyper = {k: list(v) if isinstance(v, tuple) else v for k, v in kwargs.items()}
     arguments = inspect.signature(cls.__init__).parameters
     return {
@@ -228,10 +208,7 @@ def write(out: Path, names=None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     for name in names or CONFIGS:
         record = run_config(name, data, init)
-        path = out / f"{name}.json"
-        path.write_text(json.dumps(record, indent=1) + "\n")
-        first, last = record["loss_history"][0], record["loss_history"][-1]
-        print(f"{path.name:34s} loss {first:.4f} -> {last:.4f}  ({path.stat().st_size} bytes)")
+        print(summary(save(out, name, record), record))
 
 
 def main(argv=None) -> None:

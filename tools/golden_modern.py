@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.metadata
-import json
 import os
 import shutil
 import sys
@@ -40,7 +39,6 @@ from pathlib import Path
 
 import torch
 from make_golden import (
-    CHECKPOINTS,
     LOSS_TEXT,
     MODEL,
     NUM_STEPS,
@@ -48,7 +46,9 @@ from make_golden import (
     SEED,
     encode,
     make_problem,
-    torch_loss,
+    save,
+    torch_params,
+    train,
 )
 
 # name -> (module, class, keyword arguments, inner (module, class, arguments) or None).
@@ -197,25 +197,16 @@ def _build(name: str, params: list):
 def run_config(name: str, data: dict, init: dict) -> dict:
     x = torch.tensor(data["x"], dtype=torch.float64)
     y = torch.tensor(data["y"], dtype=torch.float64)
-    params = {
-        k: torch.tensor(init[k], dtype=torch.float64, requires_grad=True) for k in PARAM_ORDER
-    }
+    params = torch_params(init)
     optimizer = _build(name, [params[k] for k in PARAM_ORDER])
-    loss_history, checkpoints = [], []
-    for step in range(1, NUM_STEPS + 1):
-        optimizer.zero_grad(set_to_none=True)
-        loss = torch_loss(params, x, y)
-        loss.backward()
-        loss_history.append(float(loss.item()))
-        optimizer.step()
-        if step in CHECKPOINTS:
-            checkpoints.append(
-                {
-                    "step": step,
-                    "params": {k: encode(params[k]) for k in PARAM_ORDER},
-                    "state": {k: _state(optimizer, params[k]) for k in PARAM_ORDER},
-                }
-            )
+
+    def checkpoint():
+        return {
+            "params": {k: encode(params[k]) for k in PARAM_ORDER},
+            "state": {k: _state(optimizer, params[k]) for k in PARAM_ORDER},
+        }
+
+    _, loss_history, checkpoints = train(optimizer, params, x, y, checkpoint)
     module, cls, kwargs, inner = CONFIGS[name]
 
     def plain(arguments):
@@ -270,8 +261,7 @@ def write(out: Path, names=None, c_optim: str | None = None) -> None:
             print(f"{name}: no --c-optim checkout given, left as it is")
             continue
         record = run_config(name, data, init)
-        path = out / f"{name}.json"
-        path.write_text(json.dumps(record, indent=1) + "\n")
+        path = save(out, name, record)
         first, last = record["loss_history"][0], record["loss_history"][-1]
         print(f"modern/{path.name:30s} loss {first:.4f} -> {last:.4f}")
 

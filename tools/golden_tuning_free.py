@@ -34,14 +34,22 @@ from __future__ import annotations
 
 import argparse
 import inspect
-import json
 from pathlib import Path
 
 import numpy as np
 import prodigyopt
 import schedulefree
 import torch
-from make_golden import CHECKPOINTS, NUM_STEPS, PARAM_ORDER, encode, make_problem, torch_loss
+from make_golden import (
+    NUM_STEPS,
+    PARAM_ORDER,
+    encode,
+    make_problem,
+    save,
+    summary,
+    torch_params,
+    train,
+)
 
 PACKAGES = {"AdamWScheduleFree": schedulefree, "SGDScheduleFree": schedulefree}
 PACKAGES["Prodigy"] = prodigyopt
@@ -135,35 +143,22 @@ def _state(optimizer, params: dict) -> dict:
 def run_config(name: str, data: dict, init: dict, grad_noise: float = 0.0) -> dict:
     """Train with configuration ``name`` (``grad_noise``: for ``--sensitivity`` only)."""
     class_name, kwargs = CONFIGS[name]
-    noise_rng = np.random.default_rng(1)
     x, y = (torch.tensor(data[k], dtype=torch.float64) for k in ("x", "y"))
-    params = {
-        k: torch.tensor(init[k], dtype=torch.float64, requires_grad=True) for k in PARAM_ORDER
-    }
+    params = torch_params(init)
     optimizer = _make(name, [params[k] for k in PARAM_ORDER])
-    loss_history, checkpoints = [], []
-    for step in range(1, NUM_STEPS + 1):
-        optimizer.zero_grad(set_to_none=True)
-        loss = torch_loss(params, x, y)
-        loss.backward()
-        if grad_noise:
-            with torch.no_grad():
-                for p in params.values():
-                    z = torch.tensor(noise_rng.normal(size=p.shape), dtype=torch.float64)
-                    p.grad.mul_(1 + grad_noise * z)
-        loss_history.append(float(loss.item()))
-        optimizer.step()
-        if step in CHECKPOINTS:
-            group = optimizer.param_groups[0]
-            point = {
-                "step": step,
-                "params": {k: encode(params[k]) for k in PARAM_ORDER},
-                "state": _state(optimizer, params),
-                "group": {key: group[key] for key in GROUP_ENTRIES[class_name]},
-            }
-            if "ScheduleFree" in class_name:
-                point["eval_params"] = _eval_params(optimizer, params)
-            checkpoints.append(point)
+
+    def checkpoint():
+        group = optimizer.param_groups[0]
+        point = {
+            "params": {k: encode(params[k]) for k in PARAM_ORDER},
+            "state": _state(optimizer, params),
+            "group": {key: group[key] for key in GROUP_ENTRIES[class_name]},
+        }
+        if "ScheduleFree" in class_name:
+            point["eval_params"] = _eval_params(optimizer, params)
+        return point
+
+    _, loss_history, checkpoints = train(optimizer, params, x, y, checkpoint, grad_noise=grad_noise)
     package = PACKAGES[class_name]
     cls = getattr(package, class_name)
     return {
@@ -214,10 +209,7 @@ def write(out: Path, names=None, sensitivity: float = 0.0) -> None:
             print(f"{name:28s} max relative deviation {_max_deviation(record, noisy):.2e}")
             continue
         out.mkdir(parents=True, exist_ok=True)
-        path = out / f"{name}.json"
-        path.write_text(json.dumps(record, indent=1) + "\n")
-        first, last = record["loss_history"][0], record["loss_history"][-1]
-        print(f"{path.name:34s} loss {first:.4f} -> {last:.4f}  ({path.stat().st_size} bytes)")
+        print(summary(save(out, name, record), record))
 
 
 def main(argv=None) -> None:

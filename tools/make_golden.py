@@ -326,30 +326,26 @@ def encode_state(entry: dict) -> dict:
     return out
 
 
-def run_config(name: str, grad_noise: float = 0.0) -> dict:
-    """Train with configuration ``name``; ``grad_noise`` is for ``--sensitivity`` only.
-
-    With ``grad_noise > 0`` each gradient entry is multiplied by ``1 + grad_noise * z``
-    with ``z`` standard normal, to imitate the rounding differences of another
-    implementation of the same arithmetic.
-    """
-    opt_name, kwargs, scheduler_spec, *named_model = CONFIGS[name]
-    model = named_model[0] if named_model else MODEL
-    loss_text, problem, loss_fn = MODELS[model]
-    data, init = problem()
-    noise_rng = np.random.default_rng(1)
-    x = torch.tensor(data["x"], dtype=torch.float64)
-    y = torch.tensor(data["y"], dtype=torch.float64)
-    params = {
+def torch_params(init: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    """The initial parameters as float64 leaf tensors that require gradients."""
+    return {
         key: torch.tensor(init[key], dtype=torch.float64, requires_grad=True) for key in PARAM_ORDER
     }
-    opt_cls = getattr(torch.optim, opt_name)
-    optimizer = opt_cls([params[k] for k in PARAM_ORDER], foreach=False, **kwargs)
-    scheduler = None
-    if scheduler_spec is not None:
-        sched_name, sched_kwargs = scheduler_spec
-        scheduler = getattr(torch.optim.lr_scheduler, sched_name)(optimizer, **sched_kwargs)
 
+
+def train(
+    optimizer, params, x, y, checkpoint, *, loss_fn=torch_loss, grad_noise=0.0, after_step=None
+):
+    """``NUM_STEPS`` closed-loop steps of ``optimizer`` on ``loss_fn(params, x, y)``.
+
+    Returns ``(lr_history, loss_history, checkpoints)``: the learning rate and the loss
+    at each step before its update, and ``{"step": t, **checkpoint()}`` after each step
+    ``t`` of ``CHECKPOINTS``.  ``after_step`` (an LR scheduler's ``step``) runs after
+    every update.  With ``grad_noise > 0`` each gradient entry is multiplied by
+    ``1 + grad_noise * z``, ``z`` standard normal, to imitate the rounding differences
+    of another implementation of the same arithmetic (``--sensitivity``).
+    """
+    noise_rng = np.random.default_rng(1)
     lr_history, loss_history, checkpoints = [], [], []
     for step in range(1, NUM_STEPS + 1):
         optimizer.zero_grad(set_to_none=True)
@@ -363,16 +359,59 @@ def run_config(name: str, grad_noise: float = 0.0) -> dict:
         lr_history.append(float(optimizer.param_groups[0]["lr"]))
         loss_history.append(float(loss.item()))
         optimizer.step()
-        if scheduler is not None:
-            scheduler.step()
+        if after_step is not None:
+            after_step()
         if step in CHECKPOINTS:
-            checkpoints.append(
-                {
-                    "step": step,
-                    "params": {k: encode(params[k]) for k in PARAM_ORDER},
-                    "state": {k: encode_state(optimizer.state[params[k]]) for k in PARAM_ORDER},
-                }
-            )
+            checkpoints.append({"step": step, **checkpoint()})
+    return lr_history, loss_history, checkpoints
+
+
+def save(out: Path, name: str, record: dict) -> Path:
+    """Write ``record`` to ``out/<name>.json``; return the path."""
+    path = out / f"{name}.json"
+    path.write_text(json.dumps(record, indent=1) + "\n")
+    return path
+
+
+def summary(path: Path, record: dict) -> str:
+    """One line on a written record: its file, first and last loss, and size."""
+    first, last = record["loss_history"][0], record["loss_history"][-1]
+    return f"{path.name:34s} loss {first:.4f} -> {last:.4f}  ({path.stat().st_size} bytes)"
+
+
+def run_config(name: str, grad_noise: float = 0.0) -> dict:
+    """Train with configuration ``name``; ``grad_noise`` is for ``--sensitivity`` only
+    (see ``train``)."""
+    opt_name, kwargs, scheduler_spec, *named_model = CONFIGS[name]
+    model = named_model[0] if named_model else MODEL
+    loss_text, problem, loss_fn = MODELS[model]
+    data, init = problem()
+    x = torch.tensor(data["x"], dtype=torch.float64)
+    y = torch.tensor(data["y"], dtype=torch.float64)
+    params = torch_params(init)
+    opt_cls = getattr(torch.optim, opt_name)
+    optimizer = opt_cls([params[k] for k in PARAM_ORDER], foreach=False, **kwargs)
+    scheduler = None
+    if scheduler_spec is not None:
+        sched_name, sched_kwargs = scheduler_spec
+        scheduler = getattr(torch.optim.lr_scheduler, sched_name)(optimizer, **sched_kwargs)
+
+    def checkpoint():
+        return {
+            "params": {k: encode(params[k]) for k in PARAM_ORDER},
+            "state": {k: encode_state(optimizer.state[params[k]]) for k in PARAM_ORDER},
+        }
+
+    lr_history, loss_history, checkpoints = train(
+        optimizer,
+        params,
+        x,
+        y,
+        checkpoint,
+        loss_fn=loss_fn,
+        grad_noise=grad_noise,
+        after_step=None if scheduler is None else scheduler.step,
+    )
 
     hyper = {k: list(v) if isinstance(v, tuple) else v for k, v in kwargs.items()}
     return {
@@ -455,10 +494,7 @@ def main(argv=None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     for name in args.names or CONFIGS:
         record = run_config(name)
-        path = args.out / f"{name}.json"
-        path.write_text(json.dumps(record, indent=1) + "\n")
-        first, last = record["loss_history"][0], record["loss_history"][-1]
-        print(f"{path.name:34s} loss {first:.4f} -> {last:.4f}  ({path.stat().st_size} bytes)")
+        print(summary(save(args.out, name, record), record))
     if not args.names:  # a full run also writes schedules/ (tools/golden_schedules.py)
         __import__("golden_schedules").write(args.out / "schedules")
     if not args.names:  # torch.optim.LBFGS has its own generator, tools/golden_lbfgs.py
