@@ -109,35 +109,6 @@ def torch_factory(system: str, optimizer: str):
 TORCH_SYSTEMS = ("authors", "pytorch-optimizer")
 
 
-class TorchRunner:
-    """``k`` calls of ``optimizer.step()`` on its own parameters with ``.grad`` set."""
-
-    def __init__(self, make, params: dict, grads: dict) -> None:
-        import torch
-
-        self.params = []
-        for path, value in params.items():
-            param = torch.nn.Parameter(torch.tensor(value))
-            param.grad = torch.tensor(grads[path])
-            self.params.append(param)
-        self.optimizer = make(self.params)
-
-    def __call__(self, k: int) -> None:
-        import torch
-
-        with torch.no_grad():
-            for _ in range(k):
-                self.optimizer.step()
-
-    def state_bytes(self) -> int:
-        return sum(
-            v.nbytes
-            for state in self.optimizer.state.values()
-            for v in state.values()
-            if hasattr(v, "nbytes")
-        )
-
-
 def compile_jax(system: str, optimizer: str, shapes) -> systems.Compiled:
     """A donated, jitted step of ``system``, traced+lowered and compiled apart."""
     import jax
@@ -193,7 +164,7 @@ def agreement(optimizer: str, present: list[str], steps: int = 3) -> dict[str, f
         else:
             import torch
 
-            runner = TorchRunner(torch_factory(system, optimizer), start, grads[0])
+            runner = systems.TorchRunner(torch_factory(system, optimizer), start, grads[0])
             for g in grads:
                 for param, key in zip(runner.params, start, strict=True):
                     param.grad.copy_(torch.from_numpy(g[key]))
@@ -232,7 +203,7 @@ def run_row(shape_name: str, optimizer: str, args) -> dict:
 
     def make_runner(name: str):
         if name in torch_systems:
-            torch_runners[name] = TorchRunner(torch_factory(name, optimizer), params, grads)
+            torch_runners[name] = systems.TorchRunner(torch_factory(name, optimizer), params, grads)
             return torch_runners[name]
         return systems.JaxRunner(compiled[name.split("#")[0]], shapes, params, grads)
 

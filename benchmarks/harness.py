@@ -34,6 +34,7 @@ are in :mod:`benchmarks.arguments`.
 from __future__ import annotations
 
 import datetime
+import functools
 import gc
 import json
 import os
@@ -276,7 +277,8 @@ def run_row(shape_name, optimizer, args, context) -> dict[str, Any]:
 
     def make_runner(name: str):
         if name in torch_systems:
-            return systems.TorchRunner(name, optimizer, params, grads, context["torch_device"])
+            make = functools.partial(systems.torch_optimizer, name, optimizer)
+            return systems.TorchRunner(make, params, grads, context["torch_device"])
         return systems.JaxRunner(compiled[name.split("#")[0]], shapes, params, grads)
 
     working_set = row["expected_bytes"] // systems.ITEMSIZE  # params + grads + state

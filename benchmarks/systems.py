@@ -299,9 +299,12 @@ def torch_unsupported(system: str, optimizer: str, device: str) -> str | None:
 
 
 class TorchRunner:
-    """``k`` calls of ``optimizer.step()``; CUDA work is waited for."""
+    """``k`` calls of ``optimizer.step()`` on its own parameters with ``.grad`` set;
+    CUDA work is waited for.  ``make(params) -> optimizer`` builds the optimizer on the
+    list of parameters (for the harness's systems:
+    ``functools.partial(torch_optimizer, system, optimizer)``)."""
 
-    def __init__(self, system: str, optimizer: str, params: dict, grads: dict, device: str) -> None:
+    def __init__(self, make, params: dict, grads: dict, device: str = "cpu") -> None:
         import torch
 
         self.device = device
@@ -310,7 +313,7 @@ class TorchRunner:
             param = torch.nn.Parameter(torch.tensor(value, device=device))
             param.grad = torch.tensor(grads[path], device=device)
             self.params.append(param)
-        self.optimizer = torch_optimizer(system, optimizer, self.params)
+        self.optimizer = make(self.params)
 
     def __call__(self, k: int) -> None:
         import torch
@@ -320,6 +323,16 @@ class TorchRunner:
                 self.optimizer.step()
         if self.device.startswith("cuda"):
             torch.cuda.synchronize()
+
+    def state_bytes(self) -> int:
+        """Every tensor of ``optimizer.state`` (its 0-d step counts included); torch
+        creates the state at the first step."""
+        return sum(
+            value.nbytes
+            for entry in self.optimizer.state.values()
+            for value in entry.values()
+            if hasattr(value, "nbytes")
+        )
 
 
 # --- agreement ------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import functools
 import json
 import sys
 from pathlib import Path
@@ -57,36 +58,6 @@ def torch_optimizer(name: str, params: list):
 
     cls = getattr(torch.optim, TORCH_CLASSES[name])
     return cls(params, lr=jopt.optimizers.DEMO_LEARNING_RATES[name], foreach=True)
-
-
-class TorchRunner:
-    """``k`` calls of ``optimizer.step()`` on parameters whose ``.grad`` is set."""
-
-    def __init__(self, name: str, params: dict, grads: dict) -> None:
-        import torch
-
-        self.params = []
-        for path, value in params.items():
-            param = torch.nn.Parameter(torch.tensor(value))
-            param.grad = torch.tensor(grads[path])
-            self.params.append(param)
-        self.optimizer = torch_optimizer(name, self.params)
-
-    def __call__(self, k: int) -> None:
-        import torch
-
-        with torch.no_grad():
-            for _ in range(k):
-                self.optimizer.step()
-
-    def state_bytes(self) -> int:
-        """Every tensor of ``optimizer.state`` (its 0-d step counts included)."""
-        return sum(
-            value.nbytes
-            for entry in self.optimizer.state.values()
-            for value in entry.values()
-            if hasattr(value, "nbytes")
-        )
 
 
 def jopt_state_bytes(name: str, shapes) -> int:
@@ -144,7 +115,7 @@ def run_row(name: str, shapes, args) -> dict[str, Any]:
 
     def make_runner(system: str):
         if system == TORCH:
-            return TorchRunner(name, params, grads)
+            return systems.TorchRunner(functools.partial(torch_optimizer, name), params, grads)
         return systems.JaxRunner(compiled, shapes, params, grads)
 
     names = ["jopt", AA, TORCH]
@@ -168,7 +139,7 @@ def run_row(name: str, shapes, args) -> dict[str, Any]:
 def adam_state_bytes(shapes) -> dict[str, int]:
     """Adam's state bytes in both libraries, for the Adafactor comparison."""
     params, grads = systems.host_arrays(shapes)
-    runner = TorchRunner("adam", params, grads)
+    runner = systems.TorchRunner(functools.partial(torch_optimizer, "adam"), params, grads)
     runner(1)
     return {"jopt": jopt_state_bytes("adam", shapes), TORCH: runner.state_bytes()}
 
