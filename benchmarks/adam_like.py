@@ -205,7 +205,7 @@ def run_row(shape_name: str, optimizer: str, args) -> dict:
         if name in torch_systems:
             torch_runners[name] = systems.TorchRunner(torch_factory(name, optimizer), params, grads)
             return torch_runners[name]
-        return systems.JaxRunner(compiled[name.split("#")[0]], shapes, params, grads)
+        return systems.JaxRunner.of(compiled[name.split("#")[0]], shapes, params, grads)
 
     names = ["jopt", AA, "optax", *torch_systems]
     times, batch, _, instances = _time_rounds(make_runner, names, {}, args)

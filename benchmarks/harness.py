@@ -279,7 +279,7 @@ def run_row(shape_name, optimizer, args, context) -> dict[str, Any]:
         if name in torch_systems:
             make = functools.partial(systems.torch_optimizer, name, optimizer)
             return systems.TorchRunner(make, params, grads, context["torch_device"])
-        return systems.JaxRunner(compiled[name.split("#")[0]], shapes, params, grads)
+        return systems.JaxRunner.of(compiled[name.split("#")[0]], shapes, params, grads)
 
     working_set = row["expected_bytes"] // systems.ITEMSIZE  # params + grads + state
     floor_runs, closers = _floor_runs(working_set, context)

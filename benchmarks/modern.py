@@ -83,38 +83,6 @@ REFERENCE_NAMES = {
 }
 
 
-def _jitted(transformation):
-    """``step(params, state, grads)``, jitted with params and state donated."""
-    import jax
-
-    import jopt
-
-    def step(p, s, g):
-        updates, s = transformation.update(g, s, p)
-        return jopt.apply_updates(p, updates), s
-
-    return jax.jit(step, donate_argnums=(0, 1))
-
-
-class _Jax:
-    """A compiled step of one transformation on its own copies of the arrays."""
-
-    def __init__(self, transformation, step, shapes, params, grads):
-        self.step = step
-        self.params = systems.to_jax(shapes, params)
-        self.grads = systems.to_jax(shapes, grads)
-        self.state = transformation.init(self.params)
-
-    def __call__(self, k: int) -> None:
-        import jax
-
-        params, state = self.params, self.state
-        for _ in range(k):
-            params, state = self.step(params, state, self.grads)
-        jax.block_until_ready((params, state))
-        self.params, self.state = params, state
-
-
 class _Torch:
     def __init__(self, row, params, grads):
         import torch
@@ -235,9 +203,9 @@ class _Renewable:
 def run_row(row: str, factories: dict, shapes, args) -> dict:
     params, grads = systems.host_arrays(shapes)
     built = {s: (f(), None) for s, f in factories.items()}
-    built = {s: (tx, _jitted(tx)) for s, (tx, _) in built.items()}
+    built = {s: (tx, systems.donated_step(tx)) for s, (tx, _) in built.items()}
     makers = {
-        s: (lambda tx=tx, step=step: _Jax(tx, step, shapes, params, grads))
+        s: (lambda tx=tx, step=step: systems.JaxRunner(step, tx.init, shapes, params, grads))
         for s, (tx, step) in built.items()
     }
     makers[AA] = makers["jopt"]  # the same executable on its own buffers

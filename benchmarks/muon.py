@@ -115,45 +115,14 @@ class TorchRunner:
         )
 
 
-class JaxRunner:
-    """``k`` jitted, donated steps of a jopt optimizer on its own arrays."""
-
-    def __init__(self, optimizer, shapes: ShapeSet, params: dict, grads: dict) -> None:
-        import jax
-
-        import jopt
-
-        def step(params, state, grads):
-            updates, state = optimizer.update(grads, state, params)
-            return jopt.apply_updates(params, updates), state
-
-        self.step = jax.jit(step, donate_argnums=(0, 1))
-        self.params = systems.to_jax(shapes, params)
-        self.grads = systems.to_jax(shapes, grads)
-        self.state = optimizer.init(self.params)
-
-    def __call__(self, k: int) -> None:
-        import jax
-
-        params, state = self.params, self.state
-        for _ in range(k):
-            params, state = self.step(params, state, self.grads)
-        jax.block_until_ready((params, state))
-        self.params, self.state = params, state
-
-    def state_bytes(self) -> int:
-        import jax
-
-        return sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(self.state))
-
-
 def make_runner(system: str, shapes: ShapeSet, params: dict, grads: dict):
     if system == "torch":
         return TorchRunner(params, grads)
     import jax.numpy as jnp
 
     ns_dtype = jnp.bfloat16 if system == "jopt-bf16" else None
-    return JaxRunner(jopt_optimizer(ns_dtype), shapes, params, grads)
+    optimizer = jopt_optimizer(ns_dtype)
+    return systems.JaxRunner(systems.donated_step(optimizer), optimizer.init, shapes, params, grads)
 
 
 # --- agreement, timing -----------------------------------------------------------------

@@ -152,15 +152,26 @@ def jax_step(system: str, optimizer: str):
 
     Parameters and state are donated.
     """
+    opt, apply_updates = jax_optimizer(system, optimizer)
+    return donated_step(opt, apply_updates), opt
+
+
+def donated_step(opt, apply_updates=None):
+    """``step(params, state, grads) -> (params, state)`` of transformation ``opt``,
+    jitted with the parameters and the state donated (``apply_updates``: jopt's by
+    default)."""
     import jax
 
-    opt, apply_updates = jax_optimizer(system, optimizer)
+    if apply_updates is None:
+        import jopt
+
+        apply_updates = jopt.apply_updates
 
     def step(params, state, grads):
         updates, state = opt.update(grads, state, params)
         return apply_updates(params, updates), state
 
-    return jax.jit(step, donate_argnums=(0, 1)), opt
+    return jax.jit(step, donate_argnums=(0, 1))
 
 
 def abstract_params(shapes: ShapeSet):
@@ -225,12 +236,18 @@ def to_jax(shapes: ShapeSet, arrays: dict):
 
 
 class JaxRunner:
-    """Runs a compiled step ``k`` times on its own arrays, waiting for the last."""
+    """Runs ``step(params, state, grads)`` ``k`` times on its own arrays, waiting for the
+    last; the state starts as ``init(params)``."""
 
-    def __init__(self, compiled: Compiled, shapes: ShapeSet, params: dict, grads: dict):
-        self.step = compiled.executable
+    def __init__(self, step, init, shapes: ShapeSet, params: dict, grads: dict):
+        self.step = step
         self.params, self.grads = to_jax(shapes, params), to_jax(shapes, grads)
-        self.state = compiled.optimizer.init(self.params)
+        self.state = init(self.params)
+
+    @classmethod
+    def of(cls, compiled: Compiled, shapes: ShapeSet, params: dict, grads: dict) -> JaxRunner:
+        """The runner of a compiled step (``compile_jax``)."""
+        return cls(compiled.executable, compiled.optimizer.init, shapes, params, grads)
 
     def __call__(self, k: int) -> None:
         import jax
@@ -240,6 +257,12 @@ class JaxRunner:
             params, state = self.step(params, state, grads)
         jax.block_until_ready((params, state))
         self.params, self.state = params, state
+
+    def state_bytes(self) -> int:
+        """Every array of the state, counts and scalars included."""
+        import jax
+
+        return sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(self.state))
 
 
 # --- torch ----------------------------------------------------------------------------

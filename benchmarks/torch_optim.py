@@ -116,7 +116,7 @@ def run_row(name: str, shapes, args) -> dict[str, Any]:
     def make_runner(system: str):
         if system == TORCH:
             return systems.TorchRunner(functools.partial(torch_optimizer, name), params, grads)
-        return systems.JaxRunner(compiled, shapes, params, grads)
+        return systems.JaxRunner.of(compiled, shapes, params, grads)
 
     names = ["jopt", AA, TORCH]
     times, batch, _, instances = harness._time_rounds(make_runner, names, {}, args)
